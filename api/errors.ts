@@ -1,0 +1,112 @@
+import { TRPCError } from '@trpc/server';
+import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
+import { ZodError, type z } from 'zod';
+import { DomainError, type DomainErrorKind } from '../core/errors';
+import { logger } from '../core/logger';
+
+/**
+ * The single place where errors become answers: DomainError kinds → HTTP statuses and tRPC
+ * codes, zod failures → a sentence naming the field, anything else → a logged 500 with the
+ * contract's fixed message and no details.
+ */
+const httpStatus: Record<DomainErrorKind, number> = {
+  invalid: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  locked: 423,
+  unavailable: 503,
+  internal: 500,
+};
+
+const trpcCode: Record<DomainErrorKind, TRPC_ERROR_CODE_KEY> = {
+  invalid: 'BAD_REQUEST',
+  unauthorized: 'UNAUTHORIZED',
+  forbidden: 'FORBIDDEN',
+  not_found: 'NOT_FOUND',
+  conflict: 'CONFLICT',
+  payload_too_large: 'PAYLOAD_TOO_LARGE',
+  locked: 'CONFLICT',
+  unavailable: 'SERVICE_UNAVAILABLE',
+  internal: 'INTERNAL_SERVER_ERROR',
+};
+
+export const INTERNAL_ERROR_MESSAGE = 'An internal error occurred.';
+
+/** A zod failure as one human sentence that names the field. */
+export function describeZodError(error: ZodError | z.core.$ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'Invalid request.';
+  const field = issue.path.length ? issue.path.map(String).join('.') : 'request body';
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.code) {
+    case 'invalid_type':
+      if (input === undefined) return `Field '${field}' is required.`;
+      return `Field '${field}' must be ${article(issue.expected)}, not ${describeValue(input)}.`;
+    case 'unrecognized_keys':
+      return `Unknown field${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}.`;
+    case 'invalid_value':
+      return `Field '${field}' must be one of: ${issue.values.map((v) => String(v)).join(', ')}.`;
+    default:
+      return `Field '${field}' is invalid: ${lowerFirst(issue.message)}.`.replace(/\.\.$/, '.');
+  }
+}
+
+const article = (t: string) => (/^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return article(typeof v);
+}
+
+const hasIssues = (e: unknown): boolean => Array.isArray((e as { issues?: unknown })?.issues);
+
+function unwrapCause(error: unknown): unknown {
+  if (error instanceof TRPCError && error.cause) return error.cause;
+  return error;
+}
+
+export interface RestErrorAnswer {
+  status: number;
+  body: { success: boolean; message: string } & Record<string, unknown>;
+}
+
+/** Maps anything thrown by a procedure (or the HTTP layer) to the REST envelope. */
+export function toRestError(error: unknown, where?: string): RestErrorAnswer {
+  const cause = unwrapCause(error);
+  if (cause instanceof DomainError) {
+    return { status: httpStatus[cause.kind], body: { success: false, message: cause.message, ...(cause.extra ?? {}) } };
+  }
+  // Input validation (BAD_REQUEST); an output validation failure is our bug and stays a 500.
+  if (error instanceof TRPCError && error.code === 'BAD_REQUEST' && hasIssues(cause)) {
+    return { status: 400, body: { success: false, message: describeZodError(cause as ZodError) } };
+  }
+  if (!(error instanceof TRPCError) && cause instanceof ZodError) {
+    return { status: 400, body: { success: false, message: describeZodError(cause) } };
+  }
+  if (error instanceof TRPCError && error.code !== 'INTERNAL_SERVER_ERROR') {
+    const status = error.code === 'NOT_FOUND' ? 404 : error.code === 'BAD_REQUEST' ? 400 : 500;
+    if (status !== 500) return { status, body: { success: false, message: error.message } };
+  }
+  logger.error({ err: cause, where }, 'unexpected error');
+  return { status: 500, body: { success: false, message: INTERNAL_ERROR_MESSAGE } };
+}
+
+/** The same mapping for the tRPC transport: a TRPCError carrying the domain message. */
+export function toTrpcError(error: unknown): TRPCError {
+  const cause = unwrapCause(error);
+  if (cause instanceof DomainError) {
+    return new TRPCError({ code: trpcCode[cause.kind], message: cause.message, cause });
+  }
+  if (error instanceof TRPCError) return error;
+  logger.error({ err: cause }, 'unexpected error');
+  return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: INTERNAL_ERROR_MESSAGE });
+}
+
+export const domainKindOf = (error: unknown): DomainErrorKind | undefined => {
+  const cause = unwrapCause(error);
+  return cause instanceof DomainError ? cause.kind : undefined;
+};

@@ -1,0 +1,69 @@
+import { initTRPC } from '@trpc/server';
+import type { OpenApiMeta } from 'trpc-to-openapi';
+import { forbidden, unauthorized } from '../core/errors';
+import type { ApiContext } from './context';
+import { toTrpcError } from './errors';
+
+/** Procedure metadata: the OpenAPI route plus the HTTP status of a success (202 for async work). */
+export type ApiMeta = OpenApiMeta<{ successStatus?: number; access?: Access }>;
+
+/** Who may call a procedure; the authorization matrix test reads this from the router itself. */
+export type Access = 'public' | 'any_key' | 'main_admin' | 'main_admin_strict';
+
+const t = initTRPC
+  .context<ApiContext>()
+  .meta<ApiMeta>()
+  .create({
+    errorFormatter({ shape, error }) {
+      // tRPC clients get the domain message and code, never a stack.
+      const mapped = toTrpcError(error);
+      return {
+        ...shape,
+        message: mapped.message,
+        code: shape.code,
+        data: { code: mapped.code, httpStatus: shape.data.httpStatus, path: shape.data.path },
+      };
+    },
+  });
+
+export const router = t.router;
+export const createCallerFactory = t.createCallerFactory;
+
+/** Turns thrown domain errors into TRPCErrors with the same message for both transports. */
+const mapErrors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (!result.ok) throw toTrpcError(result.error);
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(mapErrors).meta({ access: 'public' });
+
+const authenticate = t.middleware(async ({ ctx, next }) => {
+  const principal = await ctx.services.auth.authenticate(ctx.apiKey);
+  if (ctx.restrictToSubAdminId !== undefined && !(principal.kind === 'sub_admin' && principal.subAdminId === ctx.restrictToSubAdminId)) {
+    throw unauthorized('Invalid or inactive API key');
+  }
+  return next({ ctx: { ...ctx, principal } });
+});
+
+/** Any valid key: main admin or an active sub-admin. */
+export const authedProcedure = t.procedure.use(mapErrors).use(authenticate).meta({ access: 'any_key' });
+
+/**
+ * Main admin only. The contract words the refusal two ways: groups Nodes, Server settings,
+ * Bot integration and Ports listing say "…: Main admin API key required."; Sub-admin
+ * management, Ports create and assignment delete say just "Permission denied".
+ */
+export const mainAdminProcedure = authedProcedure
+  .use(({ ctx, next }) => {
+    if (ctx.principal.kind !== 'main') throw forbidden('Permission denied');
+    return next();
+  })
+  .meta({ access: 'main_admin' });
+
+export const mainAdminStrictProcedure = authedProcedure
+  .use(({ ctx, next }) => {
+    if (ctx.principal.kind !== 'main') throw forbidden('Permission denied: Main admin API key required.');
+    return next();
+  })
+  .meta({ access: 'main_admin_strict' });

@@ -1,0 +1,105 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { systemClock, type Clock } from './clock';
+import type { Config } from './config';
+import { emptyLiveView, type CoreContext } from './context';
+import { openDatabase, Setting } from './db';
+import { DomainEvents } from './events';
+import { logger as rootLogger, type Logger } from './logger';
+import { randomKey, SecretBox } from './secrets';
+import { createServices, type Services } from './services';
+import { DEFAULT_OPENVPN_PORT_SETTING, DEFAULT_OPENVPN_PROTOCOL_SETTING } from './services/servers';
+import { StatusBoard } from './status';
+
+export const IPSEC_PSK_SETTING = 'ipsec_psk';
+
+export interface BootstrapOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Keep secrets in memory instead of the data dir (tests). */
+  ephemeral?: boolean;
+}
+
+export interface Core {
+  ctx: CoreContext;
+  services: Services;
+  /** Set only when this start generated the main admin key (it is shown once). */
+  generatedAdminKey?: string;
+  adminKeyFile?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Everything below the HTTP layer: data dir, database (migrated), secrets, first-start
+ * defaults (admin key, IPsec PSK, default OpenVPN port, the panel's own port claim), services.
+ */
+export async function bootstrapCore(config: Config, options: BootstrapOptions = {}): Promise<Core> {
+  const log = options.logger ?? rootLogger;
+  if (!options.ephemeral) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const secretKey = options.ephemeral ? randomBytes(32) : loadOrCreateSecretKey(config.dataDir);
+  const db = await openDatabase(config.databaseUrlResolved);
+  const ctx: CoreContext = {
+    db,
+    config,
+    logger: log,
+    events: new DomainEvents(),
+    clock: options.clock ?? systemClock,
+    secrets: new SecretBox(secretKey),
+    live: emptyLiveView,
+    status: new StatusBoard(),
+  };
+  const services = createServices(ctx);
+  const core: Core = { ctx, services, close: () => db.close() };
+
+  if (config.adminApiKey) {
+    await services.auth.setMainAdminKey(config.adminApiKey);
+  } else if (!(await services.auth.hasMainAdminKey())) {
+    const key = randomKey(32);
+    await services.auth.setMainAdminKey(key);
+    core.generatedAdminKey = key;
+    if (!options.ephemeral) {
+      core.adminKeyFile = path.join(config.dataDir, 'admin-api-key');
+      writeFileSync(core.adminKeyFile, `${key}\n`, { mode: 0o600 });
+      chmodSync(core.adminKeyFile, 0o600);
+    }
+  } else if (!options.ephemeral) {
+    const file = path.join(config.dataDir, 'admin-api-key');
+    if (existsSync(file)) core.adminKeyFile = file;
+  }
+
+  await db.transaction(async (transaction) => {
+    const defaults: Record<string, string> = {
+      [IPSEC_PSK_SETTING]: randomKey(24),
+      [DEFAULT_OPENVPN_PORT_SETTING]: '1194',
+      [DEFAULT_OPENVPN_PROTOCOL_SETTING]: 'udp',
+    };
+    for (const [key, value] of Object.entries(defaults)) {
+      const existing = await Setting.findByPk(key, { transaction });
+      if (!existing) await Setting.create({ key, value }, { transaction });
+    }
+    // The panel's own port moves with the configuration: drop the old claim, take the new one.
+    await services.portRegistry.release({ owner: 'panel' }, transaction);
+    const main = await services.servers.mainDefaultOpenVpn(transaction);
+    await services.portRegistry.claim(
+      [
+        { server: 'main', port: config.port, protocol: 'tcp', owner: 'panel' },
+        { server: 'main', port: main.port, protocol: main.protocol, owner: 'openvpn' },
+      ],
+      transaction,
+    );
+  });
+  return core;
+}
+
+function loadOrCreateSecretKey(dataDir: string): Buffer {
+  const file = path.join(dataDir, 'secret.key');
+  if (existsSync(file)) {
+    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+    if (key.length === 32) return key;
+    throw new Error(`${file} is not a valid 32-byte key; restore it from a backup or remove it (sealed node passwords will be lost).`);
+  }
+  const key = randomBytes(32);
+  writeFileSync(file, key.toString('base64'), { mode: 0o600 });
+  return key;
+}

@@ -1,0 +1,10 @@
+import type { CoreContext } from '../context';
+import type { Services } from './index';
+
+// Shell only: the real service is being written (replace this whole file).
+export class SubAdminsService {
+  constructor(
+    protected readonly ctx: CoreContext,
+    protected readonly services: Services,
+  ) {}
+}

@@ -1,0 +1,86 @@
+import { Client } from 'pg';
+import request from 'supertest';
+import type { Express } from 'express';
+import { bootstrapCore, type Core } from '../../core/bootstrap';
+import { ManualClock } from '../../core/clock';
+import { loadConfig } from '../../core/config';
+import { createApp } from '../../api/server';
+import { createCallerFactory } from '../../api/trpc';
+import { appRouter } from '../../api/routers';
+import { randomKey } from '../../core/secrets';
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+/** PostgreSQL URL for tests; `.ci/run` starts a server and sets it. */
+export const postgresTestUrl = process.env.POLYGATE_TEST_PG_URL;
+
+/**
+ * Runs `body` once per database the suite must prove itself on: SQLite always, PostgreSQL
+ * when POLYGATE_TEST_PG_URL is set (CI sets it; elsewhere the skip is printed, not silent).
+ */
+export function forEachDatabase(body: (kind: DatabaseKind) => void): void {
+  body('sqlite');
+  if (postgresTestUrl) {
+    body('postgres');
+  } else if (!warnedNoPg) {
+    warnedNoPg = true;
+    console.log('  (PostgreSQL runs skipped: POLYGATE_TEST_PG_URL is not set; .ci/run sets it)');
+  }
+}
+let warnedNoPg = false;
+
+async function resetPostgres(url: string): Promise<void> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;');
+  } finally {
+    await client.end();
+  }
+}
+
+export interface Harness {
+  core: Core;
+  services: Core['services'];
+  app: Express;
+  http: ReturnType<typeof request>;
+  adminKey: string;
+  clock: ManualClock;
+  /** tRPC caller with a given API key (no HTTP). */
+  caller(apiKey: string | undefined): ReturnType<ReturnType<typeof createCallerFactory<typeof appRouter>>>;
+  close(): Promise<void>;
+}
+
+/** A fresh daemon core on an empty database, with the HTTP app (not listening) for supertest. */
+export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<string, string> = {}): Promise<Harness> {
+  let databaseUrl = 'sqlite::memory:';
+  if (kind === 'postgres') {
+    if (!postgresTestUrl) throw new Error('POLYGATE_TEST_PG_URL is not set');
+    await resetPostgres(postgresTestUrl);
+    databaseUrl = postgresTestUrl;
+  }
+  const adminKey = randomKey(32);
+  const config = loadConfig({
+    POLYGATE_DATABASE_URL: databaseUrl,
+    POLYGATE_ADMIN_API_KEY: adminKey,
+    POLYGATE_PUBLIC_URL: 'http://panel.example.test:8080',
+    POLYGATE_DATA_DIR: '/nonexistent-polygate-test',
+    POLYGATE_FIREWALL: 'off',
+    POLYGATE_RESELLER_LISTENERS: 'off',
+    ...env,
+  });
+  const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
+  const core = await bootstrapCore(config, { clock, ephemeral: true });
+  const app = createApp(core.services);
+  const createCaller = createCallerFactory(appRouter);
+  return {
+    core,
+    services: core.services,
+    app,
+    http: request(app),
+    adminKey,
+    clock,
+    caller: (apiKey) => createCaller({ services: core.services, apiKey }),
+    close: () => core.close(),
+  };
+}
