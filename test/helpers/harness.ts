@@ -29,14 +29,25 @@ export function forEachDatabase(body: (kind: DatabaseKind) => void): void {
 }
 let warnedNoPg = false;
 
-async function resetPostgres(url: string): Promise<void> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query('DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;');
-  } finally {
-    await client.end();
-  }
+let databaseCounter = 0;
+
+/** A fresh database per harness, so suites (and parallel runs) never see each other's rows. */
+async function createPostgresDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `polygate_t_${process.pid}_${++databaseCounter}`;
+  const admin = async (sql: string) => {
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`DROP DATABASE IF EXISTS ${name}`);
+  await admin(`CREATE DATABASE ${name}`);
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 export interface Harness {
@@ -54,10 +65,12 @@ export interface Harness {
 /** A fresh daemon core on an empty database, with the HTTP app (not listening) for supertest. */
 export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<string, string> = {}): Promise<Harness> {
   let databaseUrl = 'sqlite::memory:';
+  let dropDatabase = async () => {};
   if (kind === 'postgres') {
     if (!postgresTestUrl) throw new Error('POLYGATE_TEST_PG_URL is not set');
-    await resetPostgres(postgresTestUrl);
-    databaseUrl = postgresTestUrl;
+    const created = await createPostgresDatabase(postgresTestUrl);
+    databaseUrl = created.url;
+    dropDatabase = created.drop;
   }
   const adminKey = randomKey(32);
   const config = loadConfig({
@@ -81,6 +94,9 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
     adminKey,
     clock,
     caller: (apiKey) => createCaller({ services: core.services, apiKey }),
-    close: () => core.close(),
+    close: async () => {
+      await core.close();
+      await dropDatabase();
+    },
   };
 }
