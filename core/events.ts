@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events';
 export interface DomainEventMap {
   'users.changed': { usernames: string[] };
   'users.deleted': { usernames: string[] };
+  /** Subscription token replaced; per-protocol credentials (certificates) must be re-issued. */
+  'users.revoked': { username: string };
   'sub_admins.changed': { subAdminId: number };
   'sub_admins.deleted': { subAdminId: number };
   'ports.changed': Record<string, never>;
