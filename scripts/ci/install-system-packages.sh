@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the daemon and its test suite use. --no-install-recommends keeps apt from
+# pulling a kernel image. Safe to run again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(
+  postgresql            # storage suite on a real PostgreSQL server
+  openvpn easy-rsa      # OpenVPN plugin and its end-to-end tests
+  nftables              # Firewall service (own table inet polygate)
+  iproute2              # network namespaces and veth pairs for integration tests
+  openssh-server        # real sshd for node preflight and SshHost tests
+  chromium              # headless browser check of /docs
+  socat ca-certificates procps
+)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+mkdir -p /run/sshd
