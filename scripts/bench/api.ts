@@ -1,0 +1,156 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import express from 'express';
+import { createApp } from '../../api/server';
+import { bootstrapCore } from '../../core/bootstrap';
+import { loadConfig } from '../../core/config';
+import { MAIN_ADMIN } from '../../core/principal';
+import { randomKey } from '../../core/secrets';
+import { runLoad } from './load';
+import { bench, median, progress } from './report';
+
+/**
+ * API figures, each measured in this one run:
+ *   api.get_user_vs_express  req/s of GET /api/v1/users/{u} with 10k users ÷ req/s of a bare Express handler
+ *   api.list_all_10k_ms      GET /api/v1/users/list_all with 10k users (median)
+ *   api.bulk_1000_ms         POST /api/v1/users {bulk_count: 1000} (median over the batches that build the 10k)
+ *   api.rss_100k_mb          RSS of a started daemon process whose database holds 100k users
+ */
+export async function runApiBench(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'polygate-bench-'));
+  try {
+    await benchInProcess(dir);
+    await benchRss(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function benchInProcess(dir: string): Promise<void> {
+  const adminKey = randomKey(32);
+  const config = loadConfig({
+    POLYGATE_DATA_DIR: path.join(dir, 'api'),
+    POLYGATE_ADMIN_API_KEY: adminKey,
+    POLYGATE_FIREWALL: 'off',
+    POLYGATE_RESELLER_LISTENERS: 'off',
+    POLYGATE_PORT: '18080',
+  });
+  const core = await bootstrapCore(config);
+  const app = createApp(core.services);
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as AddressInfo).port;
+  const api = async (method: string, p: string, body?: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1${p}`, {
+      method,
+      headers: { 'X-API-KEY': adminKey, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    if (!res.ok) throw new Error(`${method} ${p} → ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+
+  const bulkTimes: number[] = [];
+  const names: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    const out = await api('POST', '/users', { bulk_count: 1000, data_limit: 50, expiry_days: 30 });
+    bulkTimes.push(performance.now() - t0);
+    names.push(...(out.created_users as string[]));
+    progress(`created ${names.length} users`);
+  }
+  bench('api.bulk_1000_ms', median(bulkTimes), 'ms');
+
+  const listTimes: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t0 = performance.now();
+    const out = await api('GET', '/users/list_all');
+    listTimes.push(performance.now() - t0);
+    if ((out.main_admin as { users: unknown[] }).users.length !== 10_000) throw new Error('list_all did not return 10k users');
+  }
+  bench('api.list_all_10k_ms', median(listTimes), 'ms');
+
+  const sample = names.filter((_, i) => i % 37 === 0).map((n) => `/api/v1/users/${n}`);
+  await runLoad({ port, paths: sample, headers: { 'X-API-KEY': adminKey }, concurrency: 16, durationMs: 1000 }); // warm-up
+  const panel = await runLoad({ port, paths: sample, headers: { 'X-API-KEY': adminKey }, concurrency: 16, durationMs: 4000 });
+  server.close();
+  await core.close();
+
+  // The baseline: a bare Express handler answering a JSON object of similar size.
+  const bare = express();
+  const payload = await Promise.resolve({ success: true, username: 'user1234', status: 'active', is_active: true, data_limit: 50 });
+  bare.get('/api/v1/users/:username', (req, res) => {
+    res.json({ ...payload, username: req.params.username });
+  });
+  const bareServer = bare.listen(0, '127.0.0.1');
+  await new Promise((r) => bareServer.once('listening', r));
+  const barePort = (bareServer.address() as AddressInfo).port;
+  await runLoad({ port: barePort, paths: sample, concurrency: 16, durationMs: 1000 });
+  const baseline = await runLoad({ port: barePort, paths: sample, concurrency: 16, durationMs: 4000 });
+  bareServer.close();
+  if (panel.errors > 0) throw new Error(`GET user load had ${panel.errors} errors`);
+  progress(`GET user ${panel.perSecond.toFixed(0)} req/s, bare Express ${baseline.perSecond.toFixed(0)} req/s`);
+  bench('api.get_user_vs_express', panel.perSecond / baseline.perSecond, 'ratio');
+}
+
+async function benchRss(dir: string): Promise<void> {
+  const dataDir = path.join(dir, 'rss');
+  const adminKey = randomKey(32);
+  const env = {
+    POLYGATE_DATA_DIR: dataDir,
+    POLYGATE_ADMIN_API_KEY: adminKey,
+    POLYGATE_FIREWALL: 'off',
+    POLYGATE_RESELLER_LISTENERS: 'off',
+    POLYGATE_HOST: '127.0.0.1',
+    POLYGATE_PORT: String(20000 + Math.floor(Math.random() * 20000)),
+    POLYGATE_LOG_LEVEL: 'warn',
+    POLYGATE_PLUGINS: '',
+  };
+  // Fill the database through the service layer, then start a real daemon process on it.
+  const core = await bootstrapCore(loadConfig(env));
+  const some: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const created = await core.services.users.create(MAIN_ADMIN, { bulk_count: 1000, data_limit: 10, expiry_days: 30 });
+    some.push(created.created_users[0]!);
+    if (i % 10 === 9) progress(`filled ${(i + 1) * 1000} users for the RSS figure`);
+  }
+  await core.close();
+
+  const main = path.resolve(__dirname, '../../dist/core/main.js');
+  const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('daemon did not start within 60 s')), 60_000);
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('polygate is running')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`daemon exited with ${code}`)));
+    });
+    const base = `http://127.0.0.1:${env.POLYGATE_PORT}/api/v1`;
+    // A working daemon, not an idle one: serve users, then let a few accounting ticks run.
+    for (const name of some) {
+      const res = await fetch(`${base}/users/${name}`, { headers: { 'X-API-KEY': adminKey } });
+      if (res.status !== 200) throw new Error(`GET user ${name} → ${res.status}`);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
+    bench('api.rss_100k_mb', kb / 1024, 'MB');
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+if (require.main === module) {
+  runApiBench().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

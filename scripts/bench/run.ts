@@ -1,0 +1,21 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { runApiBench } from './api';
+import { progress } from './report';
+
+/**
+ * `npm run bench`: every figure of the project, measured in one run, printed as
+ * `BENCH <name> <value> <unit>` lines on stdout (progress on stderr).
+ */
+async function main(): Promise<void> {
+  const root = path.resolve(__dirname, '../..');
+  progress('building (the RSS figure runs the built daemon)');
+  execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+  progress('API benchmarks');
+  await runApiBench();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
