@@ -42,9 +42,12 @@ export function describeZodError(error: ZodError | z.core.$ZodError): string {
   const field = issue.path.length ? issue.path.map(String).join('.') : 'request body';
   const input = (issue as { input?: unknown }).input;
   switch (issue.code) {
-    case 'invalid_type':
-      if (input === undefined) return `Field '${field}' is required.`;
-      return `Field '${field}' must be ${article(issue.expected)}, not ${describeValue(input)}.`;
+    case 'invalid_type': {
+      // zod 4 leaves `input` out of issues unless asked (reportInput); its message still says what arrived.
+      const received = 'input' in issue ? (input === undefined ? 'undefined' : describeValue(input)) : receivedFromMessage(issue.message);
+      if (received === 'undefined') return `Field '${field}' is required.`;
+      return `Field '${field}' must be ${article(issue.expected === 'int' ? 'integer' : issue.expected)}, not ${received}.`;
+    }
     case 'unrecognized_keys':
       return `Unknown field${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}.`;
     case 'invalid_value':
@@ -52,6 +55,13 @@ export function describeZodError(error: ZodError | z.core.$ZodError): string {
     default:
       return `Field '${field}' is invalid: ${lowerFirst(issue.message)}.`.replace(/\.\.$/, '.');
   }
+}
+
+/** `Invalid input: expected number, received string` → `a string` (`null`, `undefined` as is). */
+function receivedFromMessage(message: string): string {
+  const received = /received (\w+)/.exec(message)?.[1] ?? 'undefined';
+  if (received === 'NaN') return 'a non-numeric value';
+  return received === 'null' || received === 'undefined' ? received : article(received);
 }
 
 const article = (t: string) => (/^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);

@@ -1,4 +1,73 @@
-import { router } from '../trpc';
+import { z } from 'zod';
+import { mainAdminProcedure, mainAdminStrictProcedure, router } from '../trpc';
 
-// Shell only: the real router is being written (replace this whole file).
-export const portsRouter = router({});
+const protocol = z.enum(['udp', 'tcp']);
+const server = z.object({ id: z.string(), name: z.string() });
+const serversAnswer = z.object({ success: z.literal(true), servers: z.array(server) });
+
+export const portsRouter = router({
+  list: mainAdminStrictProcedure
+    .meta({ openapi: { method: 'GET', path: '/public/ports', tags: ['Ports'], summary: 'Default and custom OpenVPN ports per server', protect: true } })
+    .input(z.void())
+    .output(
+      z.object({
+        success: z.literal(true),
+        default_ports: z.array(z.object({ is_default: z.literal(true), name: z.string(), public_port: z.number(), protocol })),
+        custom_ports: z.array(
+          z.object({ port_id: z.number(), server_identifier: z.string(), public_port: z.number(), protocol, server_name: z.string() }),
+        ),
+      }),
+    )
+    .query(async ({ ctx }) => ({ success: true as const, ...(await ctx.services.ports.overview(ctx.principal)) })),
+
+  serversForPorts: mainAdminStrictProcedure
+    .meta({ openapi: { method: 'GET', path: '/public/servers_for_ports', tags: ['Ports'], summary: 'Servers (main and nodes) a port can be assigned to', protect: true } })
+    .input(z.void())
+    .output(serversAnswer)
+    .query(async ({ ctx }) => ({ success: true as const, servers: await ctx.services.ports.servers(ctx.principal) })),
+
+  configure: mainAdminProcedure
+    .meta({ openapi: { method: 'POST', path: '/public/ports', tags: ['Ports'], summary: 'Register a port and assign it to servers', protect: true } })
+    .input(
+      z.object({
+        public_port: z.number().nullable().optional(),
+        protocol: z.string().nullable().optional(),
+        server_ids: z.array(z.string()).nullable().optional(),
+      }),
+    )
+    .output(z.object({ success: z.literal(true), message: z.literal('Port configured on selected servers.') }))
+    .mutation(async ({ ctx, input }) => {
+      await ctx.services.ports.configure(ctx.principal, input);
+      return { success: true as const, message: 'Port configured on selected servers.' as const };
+    }),
+
+  deleteAssignment: mainAdminProcedure
+    .meta({ openapi: { method: 'DELETE', path: '/public/ports/assignment', tags: ['Ports'], summary: 'Remove a port from one server', protect: true } })
+    .input(
+      z.object({
+        // Coerced: the OpenAPI document lists DELETE inputs as query parameters (strings), while
+        // the contract's clients send a JSON body with a number; both must work.
+        port_id: z.coerce.number().int().optional(),
+        server_identifier: z.string().optional(),
+      }),
+    )
+    .output(z.object({ success: z.literal(true), message: z.literal('Port assignment deleted.') }))
+    .mutation(async ({ ctx, input }) => {
+      await ctx.services.ports.deleteAssignment(ctx.principal, input);
+      return { success: true as const, message: 'Port assignment deleted.' as const };
+    }),
+
+  allSelectableServers: mainAdminStrictProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/public/all_selectable_servers',
+        tags: ['Bot integration'],
+        summary: "Server ids accepted in a sub-admin's allowed_servers and a user's nodes",
+        protect: true,
+      },
+    })
+    .input(z.void())
+    .output(serversAnswer)
+    .query(async ({ ctx }) => ({ success: true as const, servers: await ctx.services.ports.servers(ctx.principal) })),
+});
