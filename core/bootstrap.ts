@@ -50,7 +50,15 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     status: new StatusBoard(),
   };
   const services = createServices(ctx);
-  const core: Core = { ctx, services, close: () => db.close() };
+  const core: Core = {
+    ctx,
+    services,
+    close: async () => {
+      // Running jobs finish (bounded) before the database they write to goes away.
+      await services.nodes.jobs.stop();
+      await db.close();
+    },
+  };
 
   if (config.adminApiKey) {
     await services.auth.setMainAdminKey(config.adminApiKey);

@@ -24,6 +24,8 @@ export interface DaemonHandle {
 export async function startDaemon(config: Config, logger: Logger): Promise<DaemonHandle> {
   const core = await bootstrapCore(config, { logger });
   const { services, ctx } = core;
+  // Resumes queued background jobs and marks those a crash interrupted.
+  await services.nodes.jobs.start();
 
   let firewall: Firewall | null = null;
   if (config.firewall === 'auto') {
