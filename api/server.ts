@@ -2,6 +2,7 @@ import express from 'express';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import type { Services } from '../core/services';
 import { docsRouter } from './docs';
+import { metricsHandler } from './metrics';
 import { openApiDocument } from './openapi';
 import { mountPublicPages } from './pages';
 import { createRestRouter, restErrorHandler } from './rest';
@@ -42,8 +43,12 @@ export function createApp(services: Services, appKind: AppKind = { kind: 'main' 
     app.use('/api/v1', createRestRouter(services, { restrictToSubAdminId }));
     app.use('/docs', docsRouter('/api/v1/openapi.json'));
   }
+  if (appKind.kind === 'main') app.get('/metrics', metricsHandler(services));
 
-  if (appKind.kind !== 'reseller_panel') mountPublicPages(app, services);
+  // A reseller's subscription port serves only that reseller's users.
+  if (appKind.kind !== 'reseller_panel') {
+    mountPublicPages(app, services, appKind.kind === 'reseller_subscription' ? { subAdminId: appKind.subAdminId } : {});
+  }
 
   app.use((req, res) => {
     res.status(404).json({ success: false, message: `Not found: ${req.method} ${req.path}` });

@@ -1,0 +1,354 @@
+import { expect } from 'chai';
+import express from 'express';
+import request, { type Response } from 'supertest';
+import { mountPublicPages } from '../../api/pages';
+import { DomainError } from '../../core/errors';
+import { User } from '../../core/db';
+import type { OpenVpnProfileSource } from '../../api/pages/download';
+import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
+
+const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+const HOSTILE = `<script>alert("pwn")</script>'"&<img src=x onerror=alert(1)>`;
+const JSON_NOT_FOUND = { success: false, message: 'Not found' };
+const PROFILES_UNAVAILABLE = 'OpenVPN profiles are not available: the OpenVPN plugin is not running on this server.';
+
+/** `/sub/alice?token=…` → { path: '/sub/alice', token }. */
+function splitSubUrl(url: string): { path: string; token: string } {
+  const u = new URL(url);
+  return { path: u.pathname, token: u.searchParams.get('token') ?? '' };
+}
+
+function expectPrivateHeaders(res: Response): void {
+  expect(res.headers['content-security-policy']).to.equal(CSP);
+  expect(res.headers['cache-control']).to.equal('no-store');
+  expect(res.headers['referrer-policy']).to.equal('no-referrer');
+}
+
+/**
+ * Test double for the OpenVPN plugin's profile renderer, which does not exist yet: it stands
+ * in for `services.openvpnProfiles` so the download route can be proven end to end.
+ */
+class FakeProfileSource implements OpenVpnProfileSource {
+  calls: Array<[string, string]> = [];
+  failWith?: Error;
+  async renderProfile(username: string, endpointName: string): Promise<string> {
+    this.calls.push([username, endpointName]);
+    if (this.failWith) throw this.failWith;
+    return `client\n# profile of ${username} for ${endpointName}\nremote vpn.example.test 1194 udp\n`;
+  }
+}
+const setProfileSource = (h: Harness, source: OpenVpnProfileSource | undefined) => {
+  (h.services as { openvpnProfiles?: OpenVpnProfileSource }).openvpnProfiles = source;
+};
+
+forEachDatabase((kind) => {
+  describe(`subscription page and profile downloads [${kind}]`, () => {
+    let h: Harness;
+    const admin = (req: ReturnType<Harness['http']['get']>) => req.set('X-API-KEY', h.adminKey);
+
+    async function createUser(body: Record<string, unknown>): Promise<void> {
+      const res = await h.http.post('/api/v1/users').set('X-API-KEY', h.adminKey).send(body);
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    }
+    async function subUrlOf(username: string): Promise<{ path: string; token: string }> {
+      const res = await admin(h.http.get(`/api/v1/users/${username}/sub`));
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      return splitSubUrl(res.body.sub_url);
+    }
+    const getSub = (path: string, token: string | undefined, accept = 'application/json') =>
+      h.http.get(path).query(token === undefined ? {} : { token }).set('Accept', accept);
+
+    before(async () => {
+      h = await createHarness(kind);
+      await createUser({
+        username: 'alice',
+        data_limit: 10,
+        data_limit_unit: 'GB',
+        expiry_days: 30,
+        enable_l2tp: true,
+        l2tp_password: 'alice-l2tp-pass',
+        enable_cisco: true,
+        cisco_password: 'alice-cisco-pass',
+        notes: 'paid until July',
+      });
+      await createUser({ username: 'bob' });
+      await createUser({ username: 'carol', activation_type: 'flexible_days', pending_activation_days: 30 });
+      await createUser({ username: 'dave', enable_openvpn: false });
+    });
+    after(() => h.close());
+
+    it('JSON: status, usage, expiry and every enabled protocol with its credentials', async () => {
+      const { path, token } = await subUrlOf('alice');
+      expect(path).to.equal('/sub/alice');
+      const res = await getSub(path, token);
+      expect(res.status).to.equal(200);
+      expect(res.headers['content-type']).to.match(/^application\/json/);
+      expectPrivateHeaders(res);
+      const b = res.body;
+      expect(Object.keys(b).sort()).to.deep.equal(
+        [
+          'success', 'username', 'status', 'is_active', 'is_online', 'data_limit', 'data_limit_unit', 'upload_bytes',
+          'download_bytes', 'total_traffic_bytes', 'expiry_date', 'days_left', 'protocols',
+        ].sort(),
+      );
+      expect(b).to.deep.include({
+        success: true,
+        username: 'alice',
+        status: 'active',
+        is_active: true,
+        is_online: false,
+        data_limit: 10,
+        data_limit_unit: 'GB',
+        upload_bytes: 0,
+        download_bytes: 0,
+        total_traffic_bytes: 0,
+        days_left: 30,
+      });
+      const detail = (await admin(h.http.get('/api/v1/users/alice'))).body;
+      expect(new Date(b.expiry_date).getTime()).to.equal(new Date(detail.expiry_date).getTime());
+      expect(new Date(b.expiry_date).getTime()).to.equal(h.clock.now().getTime() + 30 * 86_400_000);
+
+      const psk = (await admin(h.http.get('/api/v1/server_settings'))).body.settings.ipsec_psk;
+      expect(psk).to.be.a('string').and.not.equal('');
+      expect(b.protocols.l2tp).to.deep.include({ enabled: true, username: 'alice', password: 'alice-l2tp-pass', psk });
+      expect(b.protocols.cisco).to.deep.include({ enabled: true, username: 'alice', password: 'alice-cisco-pass' });
+      expect(b.protocols.l2tp.servers).to.be.an('array').that.is.not.empty;
+      expect(b.protocols.cisco.servers).to.be.an('array').that.is.not.empty;
+      expect(b.protocols.wireguard).to.deep.equal({ enabled: false, address: null, public_key: null, servers: [] });
+
+      // One download link per all_ovpn_links entry, each carrying the token.
+      const links = (await admin(h.http.get('/api/v1/users/alice/all_ovpn_links'))).body.links as Array<{ name: string }>;
+      expect(b.protocols.openvpn.enabled).to.equal(true);
+      expect(b.protocols.openvpn.links.map((l: { name: string }) => l.name)).to.deep.equal(links.map((l) => l.name));
+      expect(b.protocols.openvpn.links.map((l: { name: string }) => l.name)).to.include('main_udp');
+      for (const link of b.protocols.openvpn.links as Array<{ name: string; url: string }>) {
+        const u = new URL(link.url);
+        expect(u.pathname).to.equal(`/download/alice/${link.name}.ovpn`);
+        expect(u.searchParams.get('token')).to.equal(token);
+      }
+    });
+
+    it('JSON: a disabled protocol shows no credentials (bob has only OpenVPN)', async () => {
+      const { path, token } = await subUrlOf('bob');
+      const b = (await getSub(path, token)).body;
+      expect(b.protocols.openvpn.enabled).to.equal(true);
+      expect(b.protocols.l2tp).to.deep.equal({ enabled: false, username: 'bob', password: null, psk: null, servers: [] });
+      expect(b.protocols.cisco).to.deep.equal({ enabled: false, username: 'bob', password: null, servers: [] });
+      expect(b).to.deep.include({ data_limit: 0, expiry_date: null, days_left: null });
+    });
+
+    it('HTML (a browser, or curl with */*): status badge, usage bar, expiry and the protocols, with the private headers', async () => {
+      const { path, token } = await subUrlOf('alice');
+      for (const accept of ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', '*/*']) {
+        const res = await getSub(path, token, accept);
+        expect(res.status).to.equal(200);
+        expect(res.headers['content-type']).to.match(/^text\/html; charset=utf-8/);
+        expectPrivateHeaders(res);
+        const html = res.text;
+        expect(html).to.match(/^<!doctype html>/);
+        expect(html).to.contain('<h1>alice</h1>').and.contain('>Active</span>');
+        expect(html).to.contain('role="progressbar"').and.contain('of 10 GB');
+        expect(html).to.contain('30 days left');
+        expect(html).to.contain(`href="http://panel.example.test:8080/download/alice/main_udp.ovpn?token=${token}"`);
+        expect(html).to.contain('<code>alice-l2tp-pass</code>').and.contain('<code>alice-cisco-pass</code>');
+        expect(html).to.not.contain('paid until July'); // the admin's notes are not the customer's business
+        expect(html).to.not.match(/<script|<link |src=/);
+      }
+    });
+
+    it('HTML: "unlimited" and "Never" for a user without limit or expiry; "Starts at first connection" for on_hold', async () => {
+      const bob = await subUrlOf('bob');
+      const html = (await getSub(bob.path, bob.token, 'text/html')).text;
+      expect(html).to.contain('of unlimited').and.match(/<p class="big">Never<\/p>/);
+
+      const carol = await subUrlOf('carol');
+      const json = (await getSub(carol.path, carol.token)).body;
+      expect(json).to.deep.include({ status: 'on_hold', expiry_date: null, days_left: null });
+      const page = (await getSub(carol.path, carol.token, 'text/html')).text;
+      expect(page).to.contain('>On hold</span>').and.contain('Starts at first connection (then valid for 30 days)');
+    });
+
+    it('every value on the page is HTML-escaped (hostile notes and passwords written straight into the database)', async () => {
+      await createUser({ username: 'mallory', enable_l2tp: true, enable_cisco: true });
+      await admin(h.http.put('/api/v1/users/mallory')).send({ notes: HOSTILE });
+      // Straight to the row: the users service may refuse such passwords, the page must not depend on that.
+      await User.update({ l2tp_password: HOSTILE, cisco_password: HOSTILE, notes: HOSTILE }, { where: { username: 'mallory' } });
+      const { path, token } = await subUrlOf('mallory');
+      const res = await getSub(path, token, 'text/html');
+      expect(res.status).to.equal(200);
+      expect(res.text).to.not.contain('<script>').and.not.contain('<img');
+      expect(res.text).to.contain('<code>&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt;&#39;&quot;&amp;&lt;img src=x onerror=alert(1)&gt;</code>');
+      const json = (await getSub(path, token)).body;
+      expect(json.protocols.l2tp.password).to.equal(HOSTILE);
+    });
+
+    it('a wrong, empty, missing, repeated or other user\'s token, and an unknown user, are the same 404 (JSON and HTML)', async () => {
+      const alice = await subUrlOf('alice');
+      const bob = await subUrlOf('bob');
+      const variants: Array<[string, string, Record<string, string | string[]>]> = [
+        ['wrong token', alice.path, { token: 'not-the-token' }],
+        ['empty token', alice.path, { token: '' }],
+        ['missing token', alice.path, {}],
+        ['repeated token', alice.path, { token: [alice.token, alice.token] }],
+        ["bob's token on alice", alice.path, { token: bob.token }],
+        ['unknown user', '/sub/nobody_here', { token: alice.token }],
+        ['unknown user, no token', '/sub/nobody_here', {}],
+        ['invalid user name', '/sub/..%2F..%2Fetc', { token: alice.token }],
+      ];
+      let html: string | undefined;
+      for (const [label, path, query] of variants) {
+        const asJson = await h.http.get(path).query(query).set('Accept', 'application/json');
+        expect(asJson.status, label).to.equal(404);
+        expect(asJson.body, label).to.deep.equal(JSON_NOT_FOUND);
+        expectPrivateHeaders(asJson);
+        const asHtml = await h.http.get(path).query(query).set('Accept', 'text/html');
+        expect(asHtml.status, label).to.equal(404);
+        expect(asHtml.headers['content-type'], label).to.match(/^text\/html/);
+        expectPrivateHeaders(asHtml);
+        html ??= asHtml.text;
+        expect(asHtml.text, `${label}: same page as every other wrong link`).to.equal(html);
+      }
+      expect(html).to.contain('Not found').and.not.contain('alice');
+    });
+
+    it('an unknown user costs the same database work as a wrong token (the token is checked either way)', async () => {
+      const alice = await subUrlOf('alice');
+      // Sequelize reads `options.logging` per query; its typings do not expose `options`.
+      const sequelize = h.core.ctx.db.sequelize as unknown as { options: { logging: unknown } };
+      const countQueries = async (path: string, token: string) => {
+        let n = 0;
+        const previous = sequelize.options.logging;
+        sequelize.options.logging = () => {
+          n++;
+        };
+        try {
+          expect((await getSub(path, token)).status).to.equal(404);
+        } finally {
+          sequelize.options.logging = previous;
+        }
+        return n;
+      };
+      const wrongToken = await countQueries(alice.path, 'x'.repeat(alice.token.length));
+      const unknownUser = await countQueries('/sub/nobody_here', 'x'.repeat(alice.token.length));
+      const missingToken = await countQueries(alice.path, '');
+      expect(wrongToken, 'queries for a wrong token').to.be.greaterThan(0);
+      expect(unknownUser, 'queries for an unknown user').to.equal(wrongToken);
+      expect(missingToken, 'queries for a missing token').to.equal(wrongToken);
+    });
+
+    it('revoke invalidates the old token at once; the new one works', async () => {
+      await createUser({ username: 'erin' });
+      const old = await subUrlOf('erin');
+      expect((await getSub(old.path, old.token)).status).to.equal(200);
+      const revoke = await admin(h.http.post('/api/v1/users/erin/revoke'));
+      expect(revoke.status, JSON.stringify(revoke.body)).to.equal(200);
+      const fresh = splitSubUrl(revoke.body.new_subscription_url);
+      expect(fresh.token).to.not.equal(old.token);
+
+      const stale = await getSub(old.path, old.token);
+      expect(stale.status).to.equal(404);
+      expect(stale.body).to.deep.equal(JSON_NOT_FOUND);
+      expect((await h.http.get(`/download/erin/main_udp.ovpn`).query({ token: old.token })).status).to.equal(404);
+
+      const ok = await getSub(fresh.path, fresh.token);
+      expect(ok.status).to.equal(200);
+      expect(ok.body.username).to.equal('erin');
+      expect((await subUrlOf('erin')).token).to.equal(fresh.token);
+    });
+
+    it("a reseller's subscription listener (scope { subAdminId }) serves only that reseller's users", async () => {
+      const reseller = await admin(h.http.post('/api/v1/sub_admins')).send({ username: 'shop_one', password: 'shop-one-password' });
+      expect(reseller.status, JSON.stringify(reseller.body)).to.equal(200);
+      const key = reseller.body.sub_admin.api_key as string;
+      expect((await h.http.post('/api/v1/users').set('X-API-KEY', key).send({ username: 'shop_user' })).status).to.equal(200);
+      const shopUser = await subUrlOf('shop_user');
+      const alice = await subUrlOf('alice');
+
+      const app = express();
+      mountPublicPages(app, h.services, { subAdminId: reseller.body.sub_admin.id });
+      const listener = request(app);
+      expect((await listener.get(shopUser.path).query({ token: shopUser.token }).set('Accept', 'application/json')).status).to.equal(200);
+      const foreign = await listener.get(alice.path).query({ token: alice.token }).set('Accept', 'application/json');
+      expect(foreign.status).to.equal(404);
+      expect(foreign.body).to.deep.equal(JSON_NOT_FOUND);
+      expect((await listener.get('/download/alice/main_udp.ovpn').query({ token: alice.token })).status).to.equal(404);
+      // The main port serves everyone with a valid token.
+      expect((await getSub(shopUser.path, shopUser.token)).status).to.equal(200);
+    });
+
+    describe('GET /download/{username}/{name}.ovpn', () => {
+      afterEach(() => setProfileSource(h, undefined));
+
+      it('without the OpenVPN plugin: 503 naming the reason (only after the token and the name check out)', async () => {
+        const { token } = await subUrlOf('alice');
+        const res = await h.http.get('/download/alice/main_udp.ovpn').query({ token });
+        expect(res.status).to.equal(503);
+        expect(res.body).to.deep.equal({ success: false, message: PROFILES_UNAVAILABLE });
+        expectPrivateHeaders(res);
+      });
+
+      it('wrong or missing token, unknown user, a name the user may not use, or OpenVPN disabled: the same 404', async () => {
+        const alice = await subUrlOf('alice');
+        const bob = await subUrlOf('bob');
+        const dave = await subUrlOf('dave');
+        const fake = new FakeProfileSource();
+        setProfileSource(h, fake);
+        const cases: Array<[string, string, Record<string, string>]> = [
+          ['wrong token', '/download/alice/main_udp.ovpn', { token: 'nope' }],
+          ['missing token', '/download/alice/main_udp.ovpn', {}],
+          ["bob's token", '/download/alice/main_udp.ovpn', { token: bob.token }],
+          ['unknown user', '/download/nobody_here/main_udp.ovpn', { token: alice.token }],
+          ['unknown endpoint', '/download/alice/node_99_udp.ovpn', { token: alice.token }],
+          ['not an .ovpn name', '/download/alice/main_udp', { token: alice.token }],
+          ['path tricks', '/download/alice/..%2Fmain_udp.ovpn', { token: alice.token }],
+          ['OpenVPN disabled for the user', '/download/dave/main_udp.ovpn', { token: dave.token }],
+        ];
+        for (const [label, path, query] of cases) {
+          const res = await h.http.get(path).query(query).set('Accept', 'application/json');
+          expect(res.status, label).to.equal(404);
+          expect(res.body, label).to.deep.equal(JSON_NOT_FOUND);
+        }
+        expect(fake.calls, 'the renderer is never reached on a wrong link').to.deep.equal([]);
+      });
+
+      it('with a profile source: the .ovpn as an attachment, rendered for that user and endpoint', async () => {
+        const { token } = await subUrlOf('alice');
+        const fake = new FakeProfileSource();
+        setProfileSource(h, fake);
+        const res = await h.http.get('/download/alice/main_udp.ovpn').query({ token }).buffer(true).parse((r, cb) => {
+          let data = '';
+          r.setEncoding('utf8');
+          r.on('data', (c: string) => (data += c));
+          r.on('end', () => cb(null, data));
+        });
+        expect(res.status).to.equal(200);
+        expect(res.headers['content-type']).to.equal('application/x-openvpn-profile');
+        expect(res.headers['content-disposition']).to.equal('attachment; filename="main_udp.ovpn"');
+        expectPrivateHeaders(res);
+        expect(res.body).to.equal('client\n# profile of alice for main_udp\nremote vpn.example.test 1194 udp\n');
+        expect(fake.calls).to.deep.equal([['alice', 'main_udp']]);
+
+        // Every link the subscription page offers downloads.
+        const links = (await getSub('/sub/alice', token)).body.protocols.openvpn.links as Array<{ url: string }>;
+        for (const link of links) {
+          const u = new URL(link.url);
+          expect((await h.http.get(`${u.pathname}${u.search}`)).status, link.url).to.equal(200);
+        }
+      });
+
+      it("a renderer's domain error keeps its status and message; anything else is the generic 500", async () => {
+        const { token } = await subUrlOf('alice');
+        const fake = new FakeProfileSource();
+        setProfileSource(h, fake);
+        fake.failWith = new DomainError('unavailable', 'Certificate generation is still running; try again in a minute.');
+        let res = await h.http.get('/download/alice/main_udp.ovpn').query({ token });
+        expect(res.status).to.equal(503);
+        expect(res.body).to.deep.equal({ success: false, message: 'Certificate generation is still running; try again in a minute.' });
+        fake.failWith = new Error('disk on fire at /etc/openvpn/pki');
+        res = await h.http.get('/download/alice/main_udp.ovpn').query({ token });
+        expect(res.status).to.equal(500);
+        expect(res.body).to.deep.equal({ success: false, message: 'An internal error occurred.' });
+      });
+    });
+  });
+});
