@@ -15,6 +15,34 @@ export function openApiDocument(baseUrl: string): OpenAPIObject {
     baseUrl: `${baseUrl}/api/v1`,
     securitySchemes: { ApiKey: { type: 'apiKey', in: 'header', name: 'X-API-KEY' } },
   });
+  describeEnvelopeErrors(doc);
   cached = { baseUrl, doc };
   return doc;
+}
+
+/**
+ * The generator describes errors in tRPC's shape (`code`, `issues`); /api/v1 answers every
+ * error as `{"success": false, "message"}` (api/errors.ts), so the document says that instead.
+ */
+function describeEnvelopeErrors(doc: OpenAPIObject): void {
+  const schemas = (doc.components ??= {}).schemas ?? {};
+  for (const name of Object.keys(schemas)) if (name.startsWith('error.')) delete schemas[name];
+  schemas.ErrorEnvelope = {
+    type: 'object',
+    properties: {
+      success: { type: 'boolean', const: false },
+      message: { type: 'string', description: 'A human sentence; fixed strings are part of the contract.' },
+    },
+    required: ['success', 'message'],
+  };
+  doc.components.schemas = schemas;
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(item as Record<string, { responses?: Record<string, { content?: unknown }> }>)) {
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        if (Number(status) >= 400 && response.content) {
+          response.content = { 'application/json': { schema: { $ref: '#/components/schemas/ErrorEnvelope' } } };
+        }
+      }
+    }
+  }
 }
