@@ -10,6 +10,7 @@ PKGS=(
   iproute2              # network namespaces and veth pairs for integration tests
   openssh-server        # real sshd for node preflight and SshHost tests
   chromium              # headless browser check of /docs
+  iputils-ping          # pings through VPN tunnels in end-to-end tests
   socat ca-certificates procps
 )
 missing=()
