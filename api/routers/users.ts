@@ -1,4 +1,213 @@
-import { router } from '../trpc';
+import { z } from 'zod';
+import { authedProcedure, router } from '../trpc';
 
-// Shell only: the real router is being written (replace this whole file).
-export const usersRouter = router({});
+/**
+ * Users: any key. A sub-admin only ever sees and touches its own users (the service scopes
+ * every call by the principal). Body fields are typed strictly (a string where a number
+ * belongs is a 400 naming the field); ranges, formats and the contract's fixed messages
+ * ("Username is required.", …) are checked in the service so tRPC clients get them too.
+ */
+
+const tags = ['Users'];
+const username = z.string().meta({ description: 'The user\'s name (path parameter).' });
+
+const serverIds = z.array(z.string()).nullable().meta({ description: 'Server ids such as "main", "node_1"; empty or null = every server the owner may use.' });
+
+const userFields = {
+  max_clients: z.number().optional().meta({ description: 'Concurrent connections across all protocols and servers (default 1).' }),
+  activation_type: z.enum(['fixed_date', 'flexible_days']).optional(),
+  pending_activation_days: z.number().nullable().optional().meta({ description: 'flexible_days: days counted from the first connection (required for flexible_days).' }),
+  expiry_date_str: z.string().nullable().optional().meta({ description: 'fixed_date: last valid day, YYYY-MM-DD (valid through that whole day, UTC). Empty or null = no expiry.' }),
+  expiry_days: z.number().nullable().optional().meta({ description: 'fixed_date: days from now, when expiry_date_str is absent. 0 or null = no expiry.' }),
+  data_limit: z.number().nullable().optional().meta({ description: '0 or null = unlimited.' }),
+  data_limit_unit: z.enum(['MB', 'GB', 'TB']).optional().meta({ description: 'Binary units (1 GB = 1024^3 bytes); default GB.' }),
+  data_limit_reset_strategy: z.enum(['no_reset', 'day', 'week', 'month', 'year']).optional(),
+  enable_openvpn: z.boolean().optional(),
+  openvpn_password: z.string().optional(),
+  enable_l2tp: z.boolean().optional(),
+  l2tp_password: z.string().optional(),
+  enable_cisco: z.boolean().optional(),
+  cisco_password: z.string().optional(),
+  enable_wg1: z.boolean().optional(),
+  nodes: serverIds.optional(),
+  notes: z.string().nullable().optional(),
+  sub_admin_id: z.number().nullable().optional().meta({ description: 'Main admin only: the reseller that owns the user (null = the main admin). Ignored for sub-admin keys.' }),
+};
+
+const createInput = z.object({
+  username: z.string().optional().meta({ description: 'Required unless bulk_count is sent; ^[a-zA-Z0-9_.-]{3,32}$.' }),
+  bulk_count: z.number().nullable().optional().meta({ description: '1..1000 users with random names (user1234); wins over username when both are sent.' }),
+  ...userFields,
+});
+
+const updateInput = z.object({
+  username,
+  ...userFields,
+  allowed_nodes: serverIds.optional().meta({ description: 'Legacy alias of nodes.' }),
+  is_active: z.boolean().optional(),
+});
+
+const byName = z.object({ username });
+
+const statusEnum = z.enum(['active', 'disabled', 'limited', 'expired', 'on_hold']);
+const unitEnum = z.enum(['MB', 'GB', 'TB']);
+
+const listItem = z.object({
+  username: z.string(),
+  status: statusEnum,
+  is_active: z.boolean(),
+  is_online: z.boolean(),
+  data_limit: z.number(),
+  data_limit_unit: unitEnum,
+  total_traffic_bytes: z.number(),
+  expiry_date: z.string().nullable(),
+  max_clients: z.number(),
+  sub_admin_id: z.number().nullable(),
+});
+
+const serverView = z.object({
+  name: z.string(),
+  is_tunnel: z.literal(false),
+  address: z.string(),
+  port: z.number(),
+  protocol: z.enum(['udp', 'tcp']),
+});
+
+const detailOutput = z.object({
+  success: z.literal(true),
+  username: z.string(),
+  status: statusEnum,
+  is_active: z.boolean(),
+  is_online: z.boolean(),
+  active_connections: z.number(),
+  max_clients: z.number(),
+  data_limit: z.number(),
+  data_limit_unit: unitEnum,
+  data_limit_bytes: z.number(),
+  data_limit_reset_strategy: z.enum(['no_reset', 'day', 'week', 'month', 'year']),
+  upload_bytes: z.number(),
+  download_bytes: z.number(),
+  total_traffic_bytes: z.number(),
+  activation_type: z.enum(['fixed_date', 'flexible_days']),
+  expiry_date: z.string().nullable(),
+  pending_activation_days: z.number().nullable(),
+  first_connection_at: z.string().nullable(),
+  notes: z.string().nullable(),
+  sub_admin_id: z.number().nullable(),
+  nodes: z.array(z.string()),
+  subscription_url: z.string(),
+  enable_openvpn: z.boolean(),
+  openvpn_password: z.string().nullable(),
+  enable_l2tp: z.boolean(),
+  l2tp_password: z.string().nullable(),
+  enable_cisco: z.boolean(),
+  cisco_password: z.string().nullable(),
+  enable_wg1: z.boolean(),
+  wg_address: z.string().nullable(),
+  wg_public_key: z.string().nullable(),
+  openvpn_servers: z.array(serverView),
+  l2tp_servers: z.array(serverView),
+  cisco_servers: z.array(serverView),
+  wg_servers: z.array(serverView),
+});
+
+const messageOutput = z.object({ success: z.literal(true), message: z.string() });
+
+export const usersRouter = router({
+  // Registered before `/users/{username}` so the literal path wins in the REST adapter.
+  listAll: authedProcedure
+    .meta({ openapi: { method: 'GET', path: '/users/list_all', tags, summary: 'List users (main admin: grouped by reseller)', protect: true } })
+    .input(z.void())
+    .output(
+      z.union([
+        z.object({
+          success: z.literal(true),
+          main_admin: z.object({ users: z.array(listItem) }),
+          sub_admins: z.array(z.object({ id: z.number(), username: z.string(), users: z.array(listItem) })),
+        }),
+        z.object({ success: z.literal(true), users: z.array(listItem) }),
+      ]),
+    )
+    .query(async ({ ctx }) => {
+      const result = await ctx.services.users.listAll(ctx.principal);
+      if (result.kind === 'sub_admin') return { success: true as const, users: result.users };
+      return { success: true as const, main_admin: result.main_admin, sub_admins: result.sub_admins };
+    }),
+
+  create: authedProcedure
+    .meta({ openapi: { method: 'POST', path: '/users', tags, summary: 'Create a user, or bulk_count users with random names', protect: true } })
+    .input(createInput)
+    .output(z.object({ success: z.literal(true), message: z.literal('Users created successfully.'), created_users: z.array(z.string()) }))
+    .mutation(async ({ ctx, input }) => {
+      const { created_users } = await ctx.services.users.create(ctx.principal, input);
+      return { success: true as const, message: 'Users created successfully.' as const, created_users };
+    }),
+
+  get: authedProcedure
+    .meta({ openapi: { method: 'GET', path: '/users/{username}', tags, summary: 'User detail: status, usage, protocols and servers', protect: true } })
+    .input(byName)
+    .output(detailOutput)
+    .query(async ({ ctx, input }) => ({ success: true as const, ...(await ctx.services.users.get(ctx.principal, input.username)) })),
+
+  update: authedProcedure
+    .meta({ openapi: { method: 'PUT', path: '/users/{username}', tags, summary: 'Edit a user (accepts legacy allowed_nodes)', protect: true } })
+    .input(updateInput)
+    .output(messageOutput)
+    .mutation(async ({ ctx, input }) => {
+      const { username: name, ...fields } = input;
+      await ctx.services.users.update(ctx.principal, name, fields);
+      return { success: true as const, message: 'User updated successfully.' };
+    }),
+
+  toggle: authedProcedure
+    .meta({ openapi: { method: 'POST', path: '/users/{username}/toggle', tags, summary: 'Enable or disable a user on every protocol', protect: true } })
+    .input(byName)
+    .output(z.object({ success: z.literal(true), message: z.literal('User toggled'), is_active: z.boolean() }))
+    .mutation(async ({ ctx, input }) => {
+      const { is_active } = await ctx.services.users.toggle(ctx.principal, input.username);
+      return { success: true as const, message: 'User toggled' as const, is_active };
+    }),
+
+  revoke: authedProcedure
+    .meta({ openapi: { method: 'POST', path: '/users/{username}/revoke', tags, summary: 'Replace the subscription token (the old link stops working at once)', protect: true } })
+    .input(byName)
+    .output(z.object({ success: z.literal(true), message: z.string(), new_subscription_url: z.string() }))
+    .mutation(async ({ ctx, input }) => {
+      const { new_subscription_url } = await ctx.services.users.revoke(ctx.principal, input.username);
+      return { success: true as const, message: 'Token revoked instantly. Certificate generation running in background.', new_subscription_url };
+    }),
+
+  resetTraffic: authedProcedure
+    .meta({ openapi: { method: 'POST', path: '/users/{username}/reset_traffic', tags, summary: "Zero the user's usage", protect: true } })
+    .input(byName)
+    .output(z.object({ success: z.literal(true), message: z.string(), user_re_enabled: z.boolean() }))
+    .mutation(async ({ ctx, input }) => {
+      const { user_re_enabled } = await ctx.services.users.resetTraffic(ctx.principal, input.username);
+      return { success: true as const, message: `Traffic reset for '${input.username}'.`, user_re_enabled };
+    }),
+
+  delete: authedProcedure
+    .meta({ openapi: { method: 'DELETE', path: '/users/{username}', tags, summary: 'Delete a user', protect: true } })
+    .input(byName)
+    .output(messageOutput)
+    .mutation(async ({ ctx, input }) => {
+      await ctx.services.users.delete(ctx.principal, input.username);
+      return { success: true as const, message: `User '${input.username}' deleted successfully.` };
+    }),
+
+  subscription: authedProcedure
+    .meta({ openapi: { method: 'GET', path: '/users/{username}/sub', tags, summary: "The user's subscription URL", protect: true } })
+    .input(byName)
+    .output(z.object({ success: z.literal(true), sub_url: z.string() }))
+    .query(async ({ ctx, input }) => ({ success: true as const, sub_url: await ctx.services.users.subscriptionUrl(ctx.principal, input.username) })),
+
+  ovpnLinks: authedProcedure
+    .meta({ openapi: { method: 'GET', path: '/users/{username}/all_ovpn_links', tags, summary: 'One OpenVPN profile link per server and port the user may use', protect: true } })
+    .input(byName)
+    .output(z.object({ success: z.literal(true), username: z.string(), links: z.array(z.object({ name: z.string(), url: z.string() })) }))
+    .query(async ({ ctx, input }) => ({
+      success: true as const,
+      username: input.username,
+      links: await ctx.services.users.ovpnLinks(ctx.principal, input.username),
+    })),
+});
