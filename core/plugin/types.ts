@@ -110,6 +110,23 @@ export interface ProtocolPluginInstance {
   pollSessions(): Promise<SessionPoll>;
   /** Cut every session of a user, or one session by key. */
   disconnect(target: { username: string } | { sessionKey: string }): Promise<void>;
+  /** Listen on exactly these ports (protocols whose listeners come from the ports table). */
+  setListeners?(listeners: readonly ListenerSpec[]): Promise<void>;
+  /** Replace a user's per-protocol credentials (certificates) after a revoke; old ones stop working. */
+  renewCredentials?(username: string): Promise<void>;
+  /** A client configuration file for the user, dialing these endpoints. */
+  renderClientConfig?(username: string, endpoints: readonly ClientEndpoint[]): Promise<string>;
+}
+
+export interface ListenerSpec {
+  port: number;
+  protocol: 'tcp' | 'udp';
+}
+
+export interface ClientEndpoint {
+  host: string;
+  port: number;
+  protocol: 'tcp' | 'udp';
 }
 
 export interface ProtocolPluginDefinition<Config = unknown> {

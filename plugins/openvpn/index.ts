@@ -1,17 +1,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
-import { invalid, notFound, unavailable } from '../../core/errors';
+import { invalid, notFound, unavailable } from '../../core';
 import {
   defineProtocolPlugin,
   type Availability,
+  type ClientEndpoint,
   type DesiredUser,
+  type ListenerSpec,
   type LiveSession,
   type PluginContext,
   type PortNeed,
   type ProtocolPluginInstance,
   type SessionPoll,
-} from '../../core/plugin/types';
+} from '../../core';
 import { ManagementClient, type ConnectRequest } from './management';
 import { Pki } from './pki';
 import { renderClientProfile, renderServerConfig, type ClientRemote } from './render';
@@ -269,6 +271,18 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       }
     }
     if (errors.length) throw unavailable(`${what} on ${this.serverId} failed on ${errors.join('; ')}`);
+  }
+
+  setListeners(listeners: readonly ListenerSpec[]): Promise<void> {
+    return this.setInstances(listeners.map((l) => ({ port: l.port, proto: l.protocol })));
+  }
+
+  async renewCredentials(username: string): Promise<void> {
+    await this.reissueClient(username);
+  }
+
+  renderClientConfig(username: string, endpoints: readonly ClientEndpoint[]): Promise<string> {
+    return this.clientProfile(username, endpoints.map((e) => ({ host: e.host, port: e.port, proto: e.protocol })));
   }
 
   /** A complete `.ovpn` for the user (issues the certificate on first use). */

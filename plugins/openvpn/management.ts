@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { invalid, unavailable } from '../../core/errors';
-import type { Host } from '../../core/hosts/host';
-import type { Logger } from '../../core/logger';
+import { invalid, unavailable } from '../../core';
+import type { Host } from '../../core';
+import type { Logger } from '../../core';
 import { COMMON_NAME_RE } from './validate';
 
 /*

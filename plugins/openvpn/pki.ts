@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { DomainError, unavailable } from '../../core/errors';
-import { runChecked, type Host } from '../../core/hosts/host';
+import { DomainError, unavailable } from '../../core';
+import { runChecked, type Host } from '../../core';
 import { assertCommonName, assertIntRange, assertSafePath, assertUsername } from './validate';
 
 /** Paths of the files OpenVPN's server config points at. */

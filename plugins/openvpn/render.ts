@@ -1,4 +1,4 @@
-import { invalid } from '../../core/errors';
+import { invalid } from '../../core';
 import {
   DEVICE_RE,
   assertCommonName,

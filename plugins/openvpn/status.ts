@@ -1,4 +1,4 @@
-import type { LiveSession } from '../../core/plugin/types';
+import type { LiveSession } from '../../core';
 
 /*
  * Pure parser of OpenVPN's `status 3` output (management `status 3`, or a status file with

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Host, HostProcess, HostProcessExit } from '../../core/hosts/host';
-import type { Logger } from '../../core/logger';
+import type { Host, HostProcess, HostProcessExit } from '../../core';
+import type { Logger } from '../../core';
 
 /** How one run of the supervised program ended. */
 export interface SupervisedExit extends HostProcessExit {

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { invalid } from '../../core/errors';
+import { invalid } from '../../core';
 
 /*
  * Every value that reaches an OpenVPN config, an openssl argv or a file path passes one of
