@@ -3,14 +3,7 @@ import type { Services } from '../../core/services';
 import { toRestError } from '../errors';
 import { resolveSubscription, sendNotFound, setPrivatePageHeaders, tokenOf, type PublicPagesScope } from './subscription';
 
-/**
- * Renders one OpenVPN client profile. The OpenVPN plugin provides it; until the daemon wires
- * one into `services.openvpnProfiles`, downloads answer 503 with the reason.
- */
-export interface OpenVpnProfileSource {
-  /** The `.ovpn` text for `username` on the endpoint named like `main_udp` or `node_1_tcp_443`. */
-  renderProfile(username: string, endpointName: string): Promise<string>;
-}
+export type { OpenVpnProfileSource } from '../../core/reconciler/profiles';
 
 export const PROFILES_UNAVAILABLE_MESSAGE = 'OpenVPN profiles are not available: the OpenVPN plugin is not running on this server.';
 
@@ -25,7 +18,8 @@ export async function downloadProfile(services: Services, scope: PublicPagesScop
   if (!resolved || !endpointName || !resolved.openvpnEndpointNames.includes(endpointName)) return sendNotFound(req, res);
 
   setPrivatePageHeaders(res);
-  const source = (services as { openvpnProfiles?: OpenVpnProfileSource }).openvpnProfiles;
+  // Without a running OpenVPN plugin the daemon sets no source: downloads say so.
+  const source = services.openvpnProfiles;
   if (!source) {
     res.status(503).json({ success: false, message: PROFILES_UNAVAILABLE_MESSAGE });
     return;

@@ -1,4 +1,5 @@
 import type { CoreContext } from '../context';
+import type { OpenVpnProfileSource } from '../reconciler/profiles';
 import { AuthService } from './auth';
 import { NodesService } from './nodes';
 import { PortRegistry } from './port-registry';
@@ -22,6 +23,8 @@ export interface Services {
   ports: PortsService;
   settings: SettingsService;
   nodes: NodesService;
+  /** Set by the daemon once the OpenVPN plugin runs; downloads answer 503 without it. */
+  openvpnProfiles?: OpenVpnProfileSource;
 }
 
 export function createServices(ctx: CoreContext): Services {
