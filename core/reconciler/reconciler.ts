@@ -60,7 +60,10 @@ export class Reconciler {
       events.on('sub_admins.deleted', schedule),
       events.on('users.revoked', ({ username }) => void this.renewCredentials(username)),
     );
-    await this.syncNow();
+    await this.syncNow().catch((err) => {
+      this.schedule(this.backoffMs);
+      throw err;
+    });
   }
 
   async stop(): Promise<void> {

@@ -93,6 +93,8 @@ interface Instance {
 }
 
 const instanceKey = (port: number, proto: string) => `${port}${proto}`;
+/** OpenVPN drops a halted client after 5 s; a repeated cut within this window is skipped. */
+const HALT_GRACE_MS = 10_000;
 /** Linux limit for a unix socket path (sun_path) including the NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -111,6 +113,7 @@ const MAX_SOCKET_PATH = 107;
  */
 export class OpenVpnPlugin implements ProtocolPluginInstance {
   readonly pki: Pki;
+  private readonly halting = new Map<string, number>();
   readonly serverId: string;
   private readonly config: OpenVpnConfig;
   private readonly stateDir: string;
@@ -256,7 +259,21 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     const m = /^(.*):(\d{1,15})$/.exec(String(target.sessionKey));
     const inst = m ? [...this.running.values()].find((i) => i.scope === m[1]) : undefined;
     if (!m || !inst) throw notFound(`no OpenVPN session ${JSON.stringify(target.sessionKey)} on ${this.serverId}`);
-    await inst.management.killClient(Number(m[2]), 'HALT');
+    await this.halt(inst, Number(m[2]));
+  }
+
+  /**
+   * OpenVPN answers `client-kill … HALT` with "Delayed exit in 5 seconds", and a second kill
+   * of the same client starts that delay again: callers that repeat a cut until it is
+   * confirmed would keep the session alive. So a client halted recently is not halted again.
+   */
+  private async halt(inst: Instance, cid: number): Promise<void> {
+    const now = Date.now();
+    for (const [k, at] of this.halting) if (now - at > HALT_GRACE_MS) this.halting.delete(k);
+    const key = `${inst.key}:${inst.supervisor.pid ?? 0}:${cid}`;
+    if (this.halting.has(key)) return;
+    this.halting.set(key, now);
+    await inst.management.killClient(cid, 'HALT');
   }
 
   /** client-kill HALT every connection in `status 3` that matches. */
@@ -265,7 +282,7 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     for (const inst of [...this.running.values()]) {
       try {
         const rows = parseStatus3(await inst.management.status3()).clients.filter((c) => match(c) && /^\d+$/.test(c.clientId));
-        for (const row of rows) await inst.management.killClient(Number(row.clientId), 'HALT');
+        for (const row of rows) await this.halt(inst, Number(row.clientId));
       } catch (e) {
         errors.push(`${inst.key}: ${(e as Error).message}`);
       }

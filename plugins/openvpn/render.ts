@@ -114,7 +114,9 @@ export function renderServerConfig(input: ServerConfigInput): string {
   if (!passwordAuth) lines.push('auth-user-pass-optional');
   if (input.maxClients !== undefined) lines.push(`max-clients ${assertIntRange(input.maxClients, 1, 65535, 'maxClients')}`);
   lines.push(`keepalive ${keepalive.interval} ${keepalive.timeout}`);
-  if (proto === 'udp') lines.push('explicit-exit-notify 1');
+  // multihome: on a server with several addresses, answer UDP clients from the address they
+  // dialed (otherwise clients reject replies from "an unexpected peer address").
+  if (proto === 'udp') lines.push('explicit-exit-notify 1', 'multihome');
   lines.push('script-security 1', 'status-version 3');
   if (input.statusFile !== undefined) {
     const interval = assertIntRange(input.statusIntervalSec ?? 10, 1, 3600, 'statusIntervalSec');

@@ -75,6 +75,7 @@ describe('OpenVPN render (pure)', () => {
           'management-hold',
           'keepalive 10 60',
           'explicit-exit-notify 1',
+          'multihome',
           'script-security 1',
           'status-version 3',
           'persist-key',
@@ -123,6 +124,7 @@ describe('OpenVPN render (pure)', () => {
         'verb 4',
       ]);
       expect(lines).to.not.include('explicit-exit-notify 1');
+      expect(lines).to.not.include('multihome');
       expect(lines).to.not.include('management-hold');
       expect(lines).to.not.include('disable-dco');
       // Decided by the management client, never by OpenVPN's own name mapping.
