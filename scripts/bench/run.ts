@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { runAccountingNativeBench } from './accounting-native';
 import { runApiBench } from './api';
 import { progress } from './report';
 
@@ -11,6 +12,8 @@ async function main(): Promise<void> {
   const root = path.resolve(__dirname, '../..');
   progress('building (the RSS figure runs the built daemon)');
   execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+  progress('accounting: native tracker vs memchr, naive JS and the TypeScript fallback');
+  await runAccountingNativeBench();
   progress('API benchmarks');
   await runApiBench();
 }
