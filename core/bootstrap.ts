@@ -1,12 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { AccountingEngine } from './accounting/engine';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { emptyLiveView, type CoreContext } from './context';
 import { openDatabase, Setting } from './db';
 import { DomainEvents } from './events';
 import { logger as rootLogger, type Logger } from './logger';
+import { PluginRegistry } from './plugin/registry';
 import { randomKey, SecretBox } from './secrets';
 import { createServices, type Services } from './services';
 import { DEFAULT_OPENVPN_PORT_SETTING, DEFAULT_OPENVPN_PROTOCOL_SETTING } from './services/servers';
@@ -24,6 +26,10 @@ export interface BootstrapOptions {
 export interface Core {
   ctx: CoreContext;
   services: Services;
+  /** Protocol plugin instances per (protocol, server). */
+  plugins: PluginRegistry;
+  /** Accounting + enforcement; its tick loop is started by the daemon (tests call `tick()`). */
+  accounting: AccountingEngine;
   /** Set only when this start generated the main admin key (it is shown once). */
   generatedAdminKey?: string;
   adminKeyFile?: string;
@@ -50,10 +56,17 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     status: new StatusBoard(),
   };
   const services = createServices(ctx);
+  const plugins = new PluginRegistry(ctx);
+  const accounting = new AccountingEngine(ctx, plugins, { processMetrics: !options.ephemeral });
+  ctx.live = accounting.live;
+  await accounting.init();
   const core: Core = {
     ctx,
     services,
+    plugins,
+    accounting,
     close: async () => {
+      await accounting.stop();
       // Running jobs finish (bounded) before the database they write to goes away.
       await services.nodes.jobs.stop();
       await db.close();

@@ -59,6 +59,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   ];
   syncFirewall();
 
+  // Accounting + enforcement tick loop (plugins register in core.plugins as they load).
+  await core.accounting.start();
+
   const app = createApp(services);
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));

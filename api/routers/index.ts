@@ -3,6 +3,7 @@ import { healthRouter } from './health';
 import { nodesRouter } from './nodes';
 import { portsRouter } from './ports';
 import { settingsRouter } from './settings';
+import { statsRouter } from './stats';
 import { subAdminsRouter } from './sub-admins';
 import { usersRouter } from './users';
 
@@ -14,6 +15,7 @@ export const appRouter = router({
   nodes: nodesRouter,
   ports: portsRouter,
   settings: settingsRouter,
+  stats: statsRouter,
 });
 
 export type AppRouter = typeof appRouter;

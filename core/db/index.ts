@@ -3,12 +3,18 @@ import path from 'node:path';
 import { Sequelize, type Transaction } from 'sequelize';
 import { Umzug, SequelizeStorage } from 'umzug';
 import * as m0001 from './migrations/0001-initial';
+import * as m0002 from './migrations/0002-accounting';
+import { defineAccountingModels } from './accounting-models';
 import { defineModels } from './models';
 
 export * from './models';
+export * from './accounting-models';
 
 /** Migrations in order; each is a module with `up`/`down` taking the QueryInterface. */
-const migrations = [{ name: '0001-initial', ...m0001 }];
+const migrations = [
+  { name: '0001-initial', ...m0001 },
+  { name: '0002-accounting', ...m0002 },
+];
 
 export interface Database {
   sequelize: Sequelize;
@@ -49,6 +55,7 @@ export async function openDatabase(url: string): Promise<Database> {
   }
   await sequelize.authenticate();
   defineModels(sequelize);
+  defineAccountingModels(sequelize);
   const umzug = new Umzug({
     migrations: migrations.map((mig) => ({
       name: mig.name,

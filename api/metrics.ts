@@ -1,0 +1,39 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import { Registry } from 'prom-client';
+import { accountingEngineOf } from '../core/accounting/engine';
+import { forbidden } from '../core/errors';
+import type { Services } from '../core/services';
+import { toRestError } from './errors';
+
+/**
+ * `GET /metrics` in Prometheus text format. Scrapers authenticate with
+ * `Authorization: Bearer <POLYGATE_METRICS_TOKEN>`; people with the main admin's X-API-KEY.
+ * A reseller's key is refused: the figures span every reseller.
+ */
+export function metricsHandler(services: Services): RequestHandler {
+  const empty = new Registry();
+  return async (req: Request, res: Response) => {
+    try {
+      if (!bearerMatches(req.get('authorization'), services.ctx.config.metricsToken)) {
+        const principal = await services.auth.authenticate(req.get('x-api-key'));
+        if (principal.kind !== 'main') throw forbidden('Permission denied: Main admin API key required.');
+      }
+      const registry = accountingEngineOf(services.ctx)?.metrics.registry ?? empty;
+      const body = await registry.metrics();
+      res.status(200).set('Content-Type', registry.contentType).set('Cache-Control', 'no-store').send(body);
+    } catch (err) {
+      const answer = toRestError(err, 'GET /metrics');
+      res.status(answer.status).json(answer.body);
+    }
+  };
+}
+
+function bearerMatches(header: string | undefined, token: string | undefined): boolean {
+  if (!header || !token) return false;
+  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
+  if (!m) return false;
+  const given = Buffer.from(m[1]!, 'utf8');
+  const expected = Buffer.from(token, 'utf8');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

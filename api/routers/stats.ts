@@ -1,0 +1,66 @@
+import { z } from 'zod';
+import { statsServiceOf } from '../../core/services/stats';
+import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+
+const figures = {
+  upload_bytes: z.number(),
+  download_bytes: z.number(),
+  total_bytes: z.number(),
+};
+
+/** Query strings carry numbers as text; tRPC clients send numbers. Anything else names the field. */
+const days = z
+  .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.number())
+  .optional()
+  .describe('Window in days, counted back from today (UTC) inclusive; default 30.');
+
+export const statsRouter = router({
+  traffic: authedProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/stats/traffic',
+        tags: ['Monitoring'],
+        summary: 'Traffic per protocol, server and user over a window, and live connections (resellers: own users only)',
+        protect: true,
+      },
+    })
+    .input(z.object({ days }))
+    .output(
+      z.object({
+        success: z.literal(true),
+        days: z.number().int(),
+        from: z.string(),
+        to: z.string(),
+        live_connections: z.number().int(),
+        totals: z.object(figures),
+        by_protocol: z.array(z.object({ protocol: z.string(), ...figures })),
+        by_server: z.array(z.object({ server_id: z.string(), ...figures })),
+        by_user: z.array(z.object({ username: z.string(), ...figures, active_connections: z.number().int() })),
+      }),
+    )
+    .query(async ({ ctx, input }) => ({ success: true as const, ...(await statsServiceOf(ctx.services).traffic(ctx.principal, { days: input.days })) })),
+
+  system: mainAdminStrictProcedure
+    .meta({
+      openapi: { method: 'GET', path: '/stats/system', tags: ['Monitoring'], summary: 'Host CPU, memory, disks, network rates and uptime', protect: true },
+    })
+    .input(z.void())
+    .output(
+      z.object({
+        success: z.literal(true),
+        cpu: z.object({ load_percent: z.number().nullable(), cores: z.number().int() }),
+        memory: z.object({ total_bytes: z.number(), used_bytes: z.number(), available_bytes: z.number(), used_percent: z.number() }),
+        disks: z.array(z.object({ mount: z.string(), filesystem: z.string(), size_bytes: z.number(), used_bytes: z.number(), used_percent: z.number() })),
+        network: z.object({
+          rx_bytes_per_sec: z.number().nullable(),
+          tx_bytes_per_sec: z.number().nullable(),
+          interfaces: z.array(z.object({ name: z.string(), rx_bytes_per_sec: z.number().nullable(), tx_bytes_per_sec: z.number().nullable() })),
+        }),
+        uptime_seconds: z.number(),
+        process_uptime_seconds: z.number(),
+        sampled_at: z.string(),
+      }),
+    )
+    .query(async ({ ctx }) => ({ success: true as const, ...(await statsServiceOf(ctx.services).system(ctx.principal)) })),
+});

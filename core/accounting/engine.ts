@@ -1,0 +1,885 @@
+import { performance } from 'node:perf_hooks';
+import { Op } from 'sequelize';
+import type { CoreContext } from '../context';
+import { User } from '../db';
+import { activationFor, resetDue, statusOf, type ResellerFacts, type UserFacts } from '../enforcement/policy';
+import { Enforcer, type EnforcementResult, type PollClock } from '../enforcement/enforcer';
+import { FactsCache, loadFacts, loadResellers, type FactsSnapshot } from '../enforcement/user-facts';
+import type { Logger } from '../logger';
+import { pluginSourceId, type PluginRegistry, type RegisteredPlugin } from '../plugin/registry';
+import type { AuthorizeRequest, AuthorizeResult, ProtocolId, SessionEnded, SessionPoll } from '../plugin/types';
+import { parseNodeServerId } from '../services/servers';
+import { GiB, type UserStatus } from '../services/user-status';
+import { AccountingJournal, type JournalEntry, type PendingEnded } from './journal';
+import { LiveSessions, type LiveConnection } from './live-sessions';
+import { AccountingMetrics } from './metrics';
+import { createSessionTracker, RowFlag, TRACKER_LIMITS, trackerInfo, type SessionTracker, type TickResult, type TrackerPoll } from './tracker';
+import { UserDirectory } from './user-directory';
+import { BatchedUsageWriter, emptyTickWrite, isEmptyWrite, utcDay, type TickWrite } from './writer';
+
+export interface AccountingEngineOptions {
+  /** Use the TypeScript tracker even when the addon is built. */
+  forceFallback?: boolean;
+  /** How long a vanished or ended session is remembered (late events, stale rows). Default 1 h. */
+  tombstoneRetentionMs?: number;
+  /** Periodic resets are looked for at most this often (domain clock). Default 60 s. */
+  resetCheckIntervalMs?: number;
+  /** Also export Node process metrics (CPU, heap…) in /metrics. */
+  processMetrics?: boolean;
+  /**
+   * Test hook: awaited after the polls are folded and before the commit (the crash test stops
+   * the process here). See `setCommitHook`.
+   */
+  beforeCommit?: (write: TickWrite) => Promise<void> | void;
+}
+
+/** Where a commit hook runs: before the transaction opens, or inside it after every write. */
+export type CommitHookStage = 'before-transaction' | 'inside-transaction';
+
+export interface TickReport {
+  tick: number;
+  durationMs: number;
+  committed: boolean;
+  /** Sources polled successfully. */
+  polled: string[];
+  failed: Array<{ source: string; error: string }>;
+  /** Users whose usage changed. */
+  usersChanged: number;
+  bytes: number;
+  endedFolded: number;
+  vanished: number;
+  enforcement: EnforcementResult | null;
+  /** Users whose status changed because of this tick (usage, activation, periodic reset). */
+  statusChanged: string[];
+  resetUsers: string[];
+}
+
+/** A session the tracker no longer holds as live (it vanished or ended), remembered for a while. */
+interface Tombstone {
+  key: string;
+  scope: string;
+  protocol: ProtocolId;
+  serverId: string;
+  user: string;
+  rx: number;
+  tx: number;
+  connectedAt: number;
+  /** True when a disconnect event gave final counters; false when it merely vanished. */
+  ended: boolean;
+  atMs: number;
+}
+
+/** Per-tick sums: username → source → bytes. */
+class Usage {
+  readonly bySource = new Map<string, { protocol: ProtocolId; serverId: string; users: Map<string, [number, number]> }>();
+  add(sourceId: string, protocol: ProtocolId, serverId: string, user: string, rx: number, tx: number): void {
+    if (rx === 0 && tx === 0) return;
+    let s = this.bySource.get(sourceId);
+    if (!s) this.bySource.set(sourceId, (s = { protocol, serverId, users: new Map() }));
+    const cur = s.users.get(user);
+    if (cur) {
+      cur[0] += rx;
+      cur[1] += tx;
+    } else {
+      s.users.set(user, [rx, tx]);
+    }
+  }
+}
+
+interface PolledSource {
+  plugin: RegisteredPlugin;
+  poll?: SessionPoll;
+  error?: string;
+}
+
+const sameConnection = (a: number, b: number | undefined) => !a || !b || a === b;
+
+/**
+ * Accounting and enforcement, one loop: every tick polls every plugin on every host, turns the
+ * cumulative counters into deltas with the tracker (native addon or fallback), folds disconnect
+ * events, and commits usage, per-day history, reseller and node totals and the journal in
+ * one transaction. Then it activates flexible_days users at their first session,
+ * applies periodic resets, announces status changes, and enforces who may stay connected.
+ *
+ * Exactly-once: the journal (`accounting_journal`) always equals the counters the committed
+ * usage reflects, because both change in the same transaction. After a crash or a failed commit
+ * the tracker is rebuilt from the journal, so the next poll counts exactly what was not counted.
+ */
+export class AccountingEngine {
+  readonly live = new LiveSessions();
+  readonly metrics: AccountingMetrics;
+  readonly enforcer: Enforcer;
+  readonly journal: AccountingJournal;
+  private readonly tracker: SessionTracker;
+  private readonly writer: BatchedUsageWriter;
+  private readonly directory = new UserDirectory();
+  private readonly facts = new FactsCache();
+  private readonly tombs = new Map<string, Tombstone>();
+  /** sourceId → the plugin's status-text scope, when it reports text. */
+  private readonly textScopes = new Map<string, string>();
+  /** sourceId → tracker scopes its sessions may be tracked under (more than one after a switch). */
+  private readonly scopesSeen = new Map<string, Set<string>>();
+  private readonly logger: Logger;
+  private initialized: Promise<void> | null = null;
+  private running: Promise<TickReport> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private tickNo = 0;
+  private pollRound = 0;
+  private readonly lastPolledRound = new Map<string, number>();
+  private endedWrites: Promise<void> = Promise.resolve();
+  /** Disconnect events whose insert failed; counted from memory by the next tick. */
+  private unsavedEnded: Array<Omit<PendingEnded, 'id'>> = [];
+  /** Users known to have first_connection_at set (or not flexible): no activation check needed. */
+  private readonly activationDone = new Set<string>();
+  private lastResetCheckMs = Number.NEGATIVE_INFINITY;
+  private readonly unsubscribe: Array<() => void> = [];
+  private readonly retentionMs: number;
+  private readonly resetCheckIntervalMs: number;
+  private commitHook: { hook: (write: TickWrite) => Promise<void> | void; stage: CommitHookStage } | null = null;
+  /** Why the last tick could not commit (cleared by the next commit); shown in /health. */
+  private lastCommitError: string | null = null;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    readonly registry: PluginRegistry,
+    options: AccountingEngineOptions = {},
+  ) {
+    this.logger = ctx.logger.child({ component: 'accounting' });
+    this.tracker = createSessionTracker({ forceFallback: options.forceFallback });
+    this.retentionMs = options.tombstoneRetentionMs ?? 60 * 60_000;
+    this.resetCheckIntervalMs = options.resetCheckIntervalMs ?? 60_000;
+    if (options.beforeCommit) this.commitHook = { hook: options.beforeCommit, stage: 'before-transaction' };
+    this.writer = new BatchedUsageWriter(ctx.db.sequelize);
+    this.journal = new AccountingJournal();
+    this.metrics = new AccountingMetrics(
+      {
+        sessions: () => [...this.live.countsBySource().values()],
+        usersByStatus: () => this.usersByStatus(),
+        plugins: () => this.registry.list().map((p) => ({ protocol: p.protocol, serverId: p.serverId, available: p.state === 'available' })),
+      },
+      this.tracker.implementation,
+      { defaultMetrics: options.processMetrics },
+    );
+    const pollClock: PollClock = { current: () => this.pollRound, lastPolled: (s) => this.lastPolledRound.get(s) ?? 0 };
+    this.enforcer = new Enforcer(ctx, registry, this.live, pollClock, this.metrics);
+    registry.setHooks({ authorize: (r) => this.authorize(r), sessionEnded: (e) => this.sessionEnded(e) });
+    const info = trackerInfo(this.tracker);
+    ctx.status.register('accounting', () => {
+      if (this.lastCommitError) return { state: 'degraded', reason: `last accounting commit failed: ${this.lastCommitError}` };
+      return info.implementation === 'native' ? { state: 'ok' } : { state: 'degraded', reason: `TypeScript fallback tracker in use: ${info.reason}` };
+    });
+    engines.set(ctx, this);
+  }
+
+  get implementation(): 'native' | 'fallback' {
+    return this.tracker.implementation;
+  }
+
+  /** Loads the journal into the tracker and subscribes to domain changes. Idempotent. */
+  init(): Promise<void> {
+    this.initialized ??= (async () => {
+      await this.reloadFromJournal();
+      const onUsers = ({ usernames }: { usernames: string[] }) => {
+        this.directory.invalidate(usernames);
+        this.facts.invalidateUsers(usernames);
+        for (const u of usernames) this.activationDone.delete(u);
+        this.enforceSoon(usernames);
+      };
+      this.unsubscribe.push(
+        this.ctx.events.on('users.changed', onUsers),
+        this.ctx.events.on('users.deleted', onUsers),
+        this.ctx.events.on('sub_admins.changed', ({ subAdminId }) => {
+          this.facts.invalidateReseller(subAdminId);
+          this.enforceReseller(subAdminId);
+        }),
+        this.ctx.events.on('sub_admins.deleted', ({ subAdminId }) => {
+          this.directory.clear();
+          this.facts.invalidateAll();
+          this.enforceReseller(subAdminId);
+        }),
+      );
+    })();
+    return this.initialized;
+  }
+
+  /** Starts the tick loop (every `config.accountingIntervalMs`). */
+  async start(): Promise<void> {
+    await this.init();
+    this.stopped = false;
+    const interval = this.ctx.config.accountingIntervalMs;
+    const loop = async () => {
+      if (this.stopped) return;
+      try {
+        await this.tick();
+      } catch (err) {
+        this.logger.error({ err }, 'accounting tick failed');
+      }
+      if (!this.stopped) {
+        this.timer = setTimeout(loop, interval);
+        this.timer.unref?.();
+      }
+    };
+    this.timer = setTimeout(loop, interval);
+    this.timer.unref?.();
+  }
+
+  /** Stops the loop and waits for the running tick and pending event writes. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running?.catch(() => undefined);
+    await this.endedWrites;
+    this.unsubscribe.splice(0).forEach((off) => off());
+  }
+
+  /** One accounting round; concurrent callers share the running one. */
+  tick(): Promise<TickReport> {
+    this.running ??= this.runTick().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  authorize(request: AuthorizeRequest): Promise<AuthorizeResult> {
+    return this.enforcer.authorize(request);
+  }
+
+  /**
+   * A plugin reports a disconnect with final counters. The connection leaves the live view at
+   * once; the event is made durable immediately and counted by the next tick.
+   */
+  sessionEnded(ended: SessionEnded): void {
+    const s = ended.session;
+    if (!s || typeof s.sessionKey !== 'string' || !s.sessionKey || !isCounter(s.rxBytes) || !isCounter(s.txBytes)) {
+      this.logger.warn({ ended }, 'ignoring a malformed session-ended event');
+      return;
+    }
+    const sourceId = pluginSourceId(s.protocol, s.serverId);
+    const key = this.trackerKeyOf(sourceId, s.sessionKey);
+    this.live.remove(sourceId, key);
+    this.metrics.endedEvents.inc();
+    const event: Omit<PendingEnded, 'id'> = {
+      key,
+      protocol: s.protocol,
+      serverId: s.serverId,
+      username: typeof s.username === 'string' ? s.username : '',
+      connectedAt: isCounter(s.connectedAt) ? s.connectedAt : 0,
+      rx: s.rxBytes,
+      tx: s.txBytes,
+      reason: String(ended.reason ?? ''),
+      receivedAtMs: this.ctx.clock.now().getTime(),
+    };
+    this.endedWrites = this.endedWrites.then(async () => {
+      try {
+        await this.journal.recordEnded(event);
+      } catch (err) {
+        this.logger.error({ err, key }, 'could not store a disconnect event; it is kept in memory for the next tick');
+        this.unsavedEnded.push(event);
+      }
+    });
+  }
+
+  /**
+   * Test seam: `hook` is awaited on every tick between the poll and the commit, either before
+   * the transaction opens or inside it once every statement ran (nothing committed yet).
+   */
+  setCommitHook(hook: ((write: TickWrite) => Promise<void> | void) | null, stage: CommitHookStage = 'before-transaction'): void {
+    this.commitHook = hook ? { hook, stage } : null;
+  }
+
+  /** Resolves once every disconnect event reported so far is durable. */
+  async flushEvents(): Promise<void> {
+    await this.endedWrites;
+  }
+
+  /** Runs enforcement now for the named users (used after changes; the tick covers the rest). */
+  enforceUsers(usernames: Iterable<string>): Promise<EnforcementResult> {
+    return this.enforcer.enforce({ usernames });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private enforceSoon(usernames: string[]): void {
+    const online = usernames.filter((u) => this.live.connectionsOf(u) > 0);
+    if (!online.length) return;
+    this.enforcer.enforce({ usernames: online }).catch((err) => this.logger.error({ err }, 'enforcement after a change failed'));
+  }
+
+  private enforceReseller(subAdminId: number): void {
+    (async () => {
+      const online = [...this.live.connectionsByUser().keys()].filter(Boolean);
+      if (!online.length) return;
+      const owners = await this.directory.resolve(online);
+      const theirs = online.filter((u) => {
+        const e = owners.get(u);
+        return !e || e.subAdminId === subAdminId;
+      });
+      if (theirs.length) await this.enforcer.enforce({ usernames: theirs });
+    })().catch((err) => this.logger.error({ err, subAdminId }, 'enforcement after a reseller change failed'));
+  }
+
+  /**
+   * Tracker keys are `<source>/<plugin's session key>` whatever the poll kind: the addon builds
+   * `<source>/<text scope>:<id>` from status text, which is `<source>/` + the key a plugin reports
+   * for that session (`<scope>:<id>`). So a plugin may switch between status text and parsed
+   * sessions (one OpenVPN instance → two) without any session looking new.
+   */
+  private trackerKeyOf(sourceId: string, pluginKey: string): string {
+    return `${sourceId}/${pluginKey}`;
+  }
+
+  private scopeOfKey(sourceId: string, key: string): string {
+    const textScope = this.textScopes.get(sourceId);
+    if (textScope !== undefined && key.startsWith(`${sourceId}/${textScope}:`)) return `${sourceId}/${textScope}`;
+    return sourceId;
+  }
+
+  private noteScope(sourceId: string, scope: string): void {
+    let seen = this.scopesSeen.get(sourceId);
+    if (!seen) this.scopesSeen.set(sourceId, (seen = new Set()));
+    seen.add(scope);
+  }
+
+  private async reloadFromJournal(): Promise<void> {
+    const rows = await this.journal.load();
+    this.tracker.reset();
+    this.tombs.clear();
+    for (const r of rows) {
+      const { protocol, serverId } = parseSourceId(r.sourceId);
+      if (r.scope.startsWith(`${r.sourceId}/`)) this.textScopes.set(r.sourceId, r.scope.slice(r.sourceId.length + 1));
+      this.noteScope(r.sourceId, r.scope);
+      // Tombstones go in as "ended" so stale rows of them are ignored by the tracker itself.
+      this.tracker.seed({ key: r.key, scope: r.scope, user: r.user, rx: r.rx, tx: r.tx, connectedAt: r.connectedAt, ended: r.ended });
+      if (r.ended) {
+        this.tombs.set(r.key, { key: r.key, scope: r.scope, protocol, serverId, user: r.user, rx: r.rx, tx: r.tx, connectedAt: r.connectedAt, ended: true, atMs: r.seenAtMs });
+      }
+    }
+    if (rows.length) this.logger.info({ sessions: rows.length, tombstones: this.tombs.size }, 'accounting resumed from the journal');
+  }
+
+  private async runTick(): Promise<TickReport> {
+    await this.init();
+    const t0 = performance.now();
+    const now = this.ctx.clock.now();
+    const nowMs = now.getTime();
+    const tick = ++this.tickNo;
+    const round = ++this.pollRound;
+    const report: TickReport = {
+      tick,
+      durationMs: 0,
+      committed: false,
+      polled: [],
+      failed: [],
+      usersChanged: 0,
+      bytes: 0,
+      endedFolded: 0,
+      vanished: 0,
+      enforcement: null,
+      statusChanged: [],
+      resetUsers: [],
+    };
+
+    // 1. Poll every available plugin, each on its own: one failure never spoils the others.
+    const plugins = this.registry.available();
+    const polled: PolledSource[] = await Promise.all(
+      plugins.map(async (plugin) => {
+        try {
+          const poll = await plugin.instance.pollSessions();
+          this.registry.noteOutcome(plugin.id, null);
+          return { plugin, poll };
+        } catch (err) {
+          this.registry.noteOutcome(plugin.id, err);
+          return { plugin, error: (err as Error).message };
+        }
+      }),
+    );
+
+    // 2. Disconnect events reported so far (durable rows, plus any kept in memory).
+    await this.endedWrites;
+    const pending = await this.journal.pendingEnded();
+    const unsaved = this.unsavedEnded.splice(0);
+
+    // 3. Fold polls, then disconnect events, through the tracker; 4. sums; 5. commit. Any
+    // failure from here to the commit puts the tracker back to the journal's committed state.
+    const usage = new Usage();
+    const write = emptyTickWrite(utcDay(now), nowMs);
+    const newLive = new Map<string, Map<string, LiveConnection>>();
+    let changed = new Map<number, { username: string; rx: number; tx: number }>();
+    let committed = false;
+    try {
+      const reseed: Tombstone[] = [];
+      for (const p of polled) {
+        let result: TickResult;
+        let scope: string;
+        try {
+          if (p.error !== undefined || !p.poll) throw new Error(p.error ?? 'no poll');
+          const trackerPoll = this.toTrackerPoll(p.plugin.id, p.plugin.protocol, p.plugin.serverId, p.poll);
+          scope = trackerPoll.scope;
+          result = this.tracker.tick([trackerPoll]); // validates before it changes anything
+        } catch (err) {
+          report.failed.push({ source: p.plugin.id, error: (err as Error).message });
+          this.registry.noteOutcome(p.plugin.id, err);
+          this.metrics.pollFailures.inc({ protocol: p.plugin.protocol, server: p.plugin.serverId });
+          this.logger.warn({ source: p.plugin.id, err: (err as Error).message }, 'poll failed or was malformed; its sessions keep their last counters');
+          continue;
+        }
+        newLive.set(p.plugin.id, this.fold(p.plugin, scope, result, usage, reseed, nowMs, report));
+        report.polled.push(p.plugin.id);
+      }
+      for (const t of reseed) {
+        this.tracker.seed({ key: t.key, scope: t.scope, user: t.user, rx: t.rx, tx: t.tx, connectedAt: t.connectedAt, ended: true });
+      }
+      for (const e of [...pending, ...unsaved.map((u) => ({ ...u, id: 0 }))]) {
+        this.foldEnded(e, usage, nowMs, newLive);
+        if (e.id) write.consumedEndedIds.push(e.id);
+        report.endedFolded++;
+      }
+
+      // Tombstones past retention: nothing will refer to them any more.
+      for (const [key, t] of this.tombs) {
+        if (nowMs - t.atMs <= this.retentionMs) continue;
+        this.tombs.delete(key);
+        this.tracker.forget(key);
+        this.journal.delete(pluginSourceId(t.protocol, t.serverId), key);
+      }
+
+      changed = await this.buildUsage(usage, write, report);
+
+      write.journal = this.journal.takeDirty();
+      const hook = this.commitHook;
+      if (hook?.stage === 'before-transaction') await hook.hook(write);
+      if (!isEmptyWrite(write) || hook?.stage === 'inside-transaction') {
+        const w0 = performance.now();
+        const written = await this.ctx.db.transaction(async (transaction) => {
+          const handle = await this.writer.write(write, transaction);
+          if (hook?.stage === 'inside-transaction') await hook.hook(write);
+          return handle;
+        });
+        written.commit();
+        this.metrics.writeDuration.observe((performance.now() - w0) / 1000);
+      }
+      committed = true;
+      this.lastCommitError = null;
+    } catch (err) {
+      this.lastCommitError = (err as Error).message;
+      this.metrics.tickFailures.inc();
+      this.logger.error({ err }, 'accounting commit failed; the tracker returns to the journal and the next tick retries');
+      this.unsavedEnded.push(...unsaved);
+      this.writer.reset();
+      this.directory.clear();
+      await this.reloadFromJournal().catch((e) => this.logger.error({ err: e }, 'reloading the journal failed'));
+    }
+    report.committed = committed;
+
+    // 6. Live view (facts about connections, whatever happened to the commit).
+    for (const [sourceId, conns] of newLive) {
+      this.live.replaceSource(sourceId, conns);
+      this.lastPolledRound.set(sourceId, round);
+    }
+    const known = new Set(this.registry.available().map((p) => p.id));
+    for (const [sourceId] of this.live.countsBySource()) if (!known.has(sourceId)) this.live.dropSource(sourceId);
+    this.live.reindex();
+    this.enforcer.pruneGrants();
+
+    if (committed) {
+      for (const [, s] of usage.bySource) {
+        for (const [, [rx, tx]] of s.users) {
+          this.metrics.bytes.inc({ protocol: s.protocol, server: s.serverId, direction: 'rx' }, rx);
+          this.metrics.bytes.inc({ protocol: s.protocol, server: s.serverId, direction: 'tx' }, tx);
+        }
+      }
+      // 7. Activation, periodic resets, status changes, enforcement.
+      const after = await this.afterCommit(now, changed, new Map(write.resellers.map((r) => [r.id, r.bytes])), report);
+      report.enforcement = await this.enforcer.enforce({ facts: after });
+      // Announced after enforcement has acted, so listeners see the cuts already under way.
+      if (report.statusChanged.length) this.ctx.events.emit('users.changed', { usernames: report.statusChanged });
+    }
+
+    report.durationMs = performance.now() - t0;
+    this.metrics.tickDuration.observe(report.durationMs / 1000);
+    if (report.failed.length || report.endedFolded || report.vanished) {
+      this.logger.debug({ tick, polled: report.polled.length, failed: report.failed.length, ended: report.endedFolded, vanished: report.vanished }, 'tick');
+    }
+    return report;
+  }
+
+  /** Feeds one plugin's poll to the tracker and collects deltas, journal entries and connections. */
+  private fold(
+    plugin: RegisteredPlugin,
+    scope: string,
+    r: TickResult,
+    usage: Usage,
+    reseed: Tombstone[],
+    nowMs: number,
+    report: TickReport,
+  ): Map<string, LiveConnection> {
+    const sourceId = plugin.id;
+    const { protocol, serverId } = plugin;
+    const previous = this.live.previous(sourceId);
+    const conns = new Map<string, LiveConnection>();
+    const wallNow = Date.now();
+    for (let row = 0; row < r.rowCount; row++) {
+      const flags = r.flags[row];
+      const key = r.keyAt(row);
+      const user = r.userNames[r.user[row]];
+      const rx = r.rx[row];
+      const tx = r.tx[row];
+      const connectedAt = r.connectedAt[row];
+      let rxd = r.rxDelta[row];
+      let txd = r.txDelta[row];
+      let checkpoint = rxd > 0 || txd > 0;
+      let stale = false;
+      const tomb = this.tombs.get(key);
+      if (tomb) {
+        if (flags & RowFlag.New && sameConnection(tomb.connectedAt, connectedAt)) {
+          // The tracker had forgotten it: count only what lies beyond the remembered counters.
+          if (rx <= tomb.rx && tx <= tomb.tx) {
+            rxd = 0;
+            txd = 0;
+            stale = tomb.ended;
+          } else if (rx >= tomb.rx && tx >= tomb.tx) {
+            rxd = rx - tomb.rx;
+            txd = tx - tomb.tx;
+          }
+        }
+        if (stale) {
+          reseed.push(tomb);
+        } else {
+          this.tombs.delete(key);
+          checkpoint = true;
+        }
+      }
+      if (stale) continue;
+      usage.add(sourceId, protocol, serverId, user, rxd, txd);
+      if (checkpoint) this.journal.record(sourceId, key, scope, user, rx, tx, connectedAt, nowMs);
+      if (flags & RowFlag.Repeat) continue;
+      const prev = previous?.get(key);
+      if (prev && prev.connectedAt === connectedAt && prev.username === user) {
+        // The same connection as last poll: keep its object (25k of them per tick otherwise).
+        prev.rx = rx;
+        prev.tx = tx;
+        conns.set(key, prev);
+        continue;
+      }
+      conns.set(key, {
+        key,
+        sourceId,
+        username: user,
+        connectedAt,
+        firstSeenMs: prev && prev.connectedAt === connectedAt ? prev.firstSeenMs : wallNow,
+        firstSeenRound: prev && prev.connectedAt === connectedAt ? prev.firstSeenRound : this.pollRound,
+        protocol,
+        serverId,
+        pluginKey: key.slice(sourceId.length + 1),
+        rx,
+        tx,
+      });
+    }
+    for (const v of r.vanished) {
+      const t: Tombstone = { key: v.key, scope: v.scope, protocol, serverId, user: v.user, rx: v.rx, tx: v.tx, connectedAt: v.connectedAt, ended: false, atMs: nowMs };
+      this.tombs.set(v.key, t);
+      this.journal.set(sourceId, journalEntryOf(t));
+      report.vanished++;
+    }
+    // The source switched scope (status text ↔ parsed sessions): its sessions tracked under the
+    // old scope that this poll no longer lists are gone, like vanished ones.
+    const seen = this.scopesSeen.get(sourceId);
+    if (seen && (seen.size > 1 || !seen.has(scope)) && r.polls[0]?.complete !== false) {
+      for (const e of this.journal.entriesOf(sourceId)) {
+        if (e.ended || e.scope === scope || conns.has(e.key)) continue;
+        const t: Tombstone = { key: e.key, scope: e.scope, protocol, serverId, user: e.user, rx: e.rx, tx: e.tx, connectedAt: e.connectedAt, ended: false, atMs: nowMs };
+        this.tracker.forget(e.key);
+        this.tombs.set(e.key, t);
+        this.journal.set(sourceId, journalEntryOf(t));
+        report.vanished++;
+      }
+      seen.clear();
+    }
+    this.noteScope(sourceId, scope);
+    const summary = r.polls[0];
+    if (summary && (summary.malformed > 0 || !summary.complete)) {
+      this.logger.warn({ source: sourceId, malformed: summary.malformed, complete: summary.complete }, 'incomplete status from the plugin; nobody vanishes this tick');
+    }
+    return conns;
+  }
+
+  private toTrackerPoll(sourceId: string, protocol: ProtocolId, serverId: string, poll: SessionPoll): TrackerPoll {
+    if (!poll || typeof poll !== 'object') throw new Error('pollSessions() returned no poll');
+    if (poll.kind === 'sessions') {
+      if (!Array.isArray(poll.sessions)) throw new Error('pollSessions(): sessions must be an array');
+      this.textScopes.delete(sourceId);
+      const samples = poll.sessions.map((s, i) => {
+        if (!s || typeof s.sessionKey !== 'string' || !s.sessionKey) throw new Error(`pollSessions(): sessions[${i}].sessionKey must be a non-empty string`);
+        if (typeof s.username !== 'string' || s.username.length > TRACKER_LIMITS.user) throw new Error(`pollSessions(): sessions[${i}].username is invalid`);
+        for (const f of ['rxBytes', 'txBytes', 'connectedAt'] as const) {
+          if (!isCounter(s[f])) throw new Error(`pollSessions(): sessions[${i}].${f} must be a non-negative safe integer`);
+        }
+        const key = this.trackerKeyOf(sourceId, s.sessionKey);
+        if (key.length > TRACKER_LIMITS.key) throw new Error(`pollSessions(): sessions[${i}].sessionKey is too long`);
+        return { key, user: s.username, rx: s.rxBytes, tx: s.txBytes, connectedAt: s.connectedAt, remoteAddress: typeof s.remoteAddress === 'string' ? s.remoteAddress.slice(0, 1024) : '' };
+      });
+      return { kind: 'samples', scope: sourceId, protocol, serverId, samples };
+    }
+    if (poll.kind === 'status-text') {
+      if (typeof poll.scope !== 'string' || !poll.scope) throw new Error('pollSessions(): status-text scope must be a non-empty string');
+      const scope = `${sourceId}/${poll.scope}`;
+      if (scope.length > TRACKER_LIMITS.scope) throw new Error('pollSessions(): status-text scope is too long');
+      this.textScopes.set(sourceId, poll.scope);
+      return { kind: 'status-text', format: poll.format, text: poll.text, scope, protocol, serverId, peerNames: poll.peerNames };
+    }
+    throw new Error(`pollSessions(): unknown poll kind ${JSON.stringify((poll as { kind?: unknown }).kind)}`);
+  }
+
+  /** Counts one disconnect event: final counters minus what was already counted. */
+  private foldEnded(e: PendingEnded, usage: Usage, nowMs: number, newLive: Map<string, Map<string, LiveConnection>>): void {
+    const protocol = e.protocol as ProtocolId;
+    const sourceId = pluginSourceId(protocol, e.serverId);
+    const scope = this.scopeOfKey(sourceId, e.key);
+    const tomb = this.tombs.get(e.key);
+    const r = this.tracker.ended(e.key, e.rx, e.tx, { user: e.username, connectedAt: e.connectedAt || undefined, scope });
+    let rxd = e.rx;
+    let txd = e.tx;
+    let finalRx = e.rx;
+    let finalTx = e.tx;
+    let connectedAt = e.connectedAt;
+    let user = e.username;
+    if (r?.known) {
+      rxd = r.rxDelta;
+      txd = r.txDelta;
+      finalRx = r.rx;
+      finalTx = r.tx;
+      connectedAt = r.connectedAt;
+      user = r.user || e.username;
+    } else if (tomb && sameConnection(tomb.connectedAt, e.connectedAt)) {
+      user = tomb.user || e.username;
+      connectedAt = tomb.connectedAt || e.connectedAt;
+      if (e.rx <= tomb.rx && e.tx <= tomb.tx) {
+        rxd = 0;
+        txd = 0;
+        finalRx = tomb.rx;
+        finalTx = tomb.tx;
+      } else if (e.rx >= tomb.rx && e.tx >= tomb.tx) {
+        rxd = e.rx - tomb.rx;
+        txd = e.tx - tomb.tx;
+      }
+      if (finalRx !== e.rx || finalTx !== e.tx) {
+        this.tracker.seed({ key: e.key, scope, user, rx: finalRx, tx: finalTx, connectedAt, ended: true });
+      }
+    }
+    usage.add(sourceId, protocol, e.serverId, user, rxd, txd);
+    const t: Tombstone = { key: e.key, scope, protocol, serverId: e.serverId, user, rx: finalRx, tx: finalTx, connectedAt, ended: true, atMs: nowMs };
+    this.tombs.set(e.key, t);
+    this.journal.set(sourceId, journalEntryOf(t));
+    newLive.get(sourceId)?.delete(e.key);
+    this.live.remove(sourceId, e.key);
+  }
+
+  /** Resolves usernames and fills the per-user, per-day, reseller and node parts of the write. */
+  private async buildUsage(usage: Usage, write: TickWrite, report: TickReport): Promise<Map<number, { username: string; rx: number; tx: number }>> {
+    const names = new Set<string>();
+    for (const s of usage.bySource.values()) for (const u of s.users.keys()) names.add(u);
+    const ids = await this.directory.resolve(names);
+    const perUser = new Map<number, { username: string; rx: number; tx: number }>();
+    const perReseller = new Map<number, number>();
+    const perNode = new Map<number, number>();
+    let unknownBytes = 0;
+    for (const s of usage.bySource.values()) {
+      const nodeId = parseNodeServerId(s.serverId);
+      for (const [username, [rx, tx]] of s.users) {
+        const entry = ids.get(username);
+        if (nodeId !== null) perNode.set(nodeId, (perNode.get(nodeId) ?? 0) + rx + tx);
+        report.bytes += rx + tx;
+        if (!entry) {
+          unknownBytes += rx + tx;
+          continue;
+        }
+        write.daily.push({ userId: entry.id, serverId: s.serverId, protocol: s.protocol, rx, tx });
+        const cur = perUser.get(entry.id);
+        if (cur) {
+          cur.rx += rx;
+          cur.tx += tx;
+        } else {
+          perUser.set(entry.id, { username, rx, tx });
+        }
+        if (entry.subAdminId != null) perReseller.set(entry.subAdminId, (perReseller.get(entry.subAdminId) ?? 0) + rx + tx);
+      }
+    }
+    if (unknownBytes) this.logger.warn({ bytes: unknownBytes }, 'traffic of usernames that are not (or no longer) users; not charged to anyone');
+    for (const [userId, u] of perUser) write.users.push({ userId, rx: u.rx, tx: u.tx });
+    for (const [id, bytes] of perReseller) write.resellers.push({ id, bytes });
+    for (const [id, bytes] of perNode) write.nodes.push({ id, bytes });
+    report.usersChanged = perUser.size;
+    return perUser;
+  }
+
+  /**
+   * After a commit: starts flexible_days users' clocks at their first session, applies due
+   * periodic resets, and announces every user whose status changed. Returns the facts the
+   * enforcement pass decides on.
+   */
+  private async afterCommit(
+    now: Date,
+    changed: Map<number, { username: string; rx: number; tx: number }>,
+    resellerBytes: ReadonlyMap<number, number>,
+    report: TickReport,
+  ): Promise<FactsSnapshot> {
+    const online = [...this.live.connectionsByUser().keys()].filter(Boolean);
+    const changedNames = [...changed.values()].map((c) => c.username);
+    for (const c of changed.values()) this.facts.addUsage(c.username, c.rx, c.tx);
+    for (const [id, bytes] of resellerBytes) this.facts.addResellerUsage(id, bytes);
+    const facts = await this.facts.snapshot([...online, ...changedNames]);
+    const flipped = new Set<string>();
+
+    // Status before this tick's usage: the same facts minus the deltas.
+    const resellerDelta = new Map<number, number>();
+    for (const c of changed.values()) {
+      const u = facts.users.get(c.username);
+      if (u?.sub_admin_id != null) resellerDelta.set(u.sub_admin_id, (resellerDelta.get(u.sub_admin_id) ?? 0) + c.rx + c.tx);
+    }
+    const resellerBefore = (id: number | null): ResellerFacts | null => {
+      if (id == null) return null;
+      const r = facts.resellers.get(id);
+      if (!r) return null;
+      return { ...r, used_traffic_bytes: r.used_traffic_bytes - (resellerDelta.get(id) ?? 0) };
+    };
+    for (const c of changed.values()) {
+      const u = facts.users.get(c.username);
+      if (!u) continue;
+      const before: UserFacts = { ...u, upload_bytes: u.upload_bytes - c.rx, download_bytes: u.download_bytes - c.tx };
+      const reseller = u.sub_admin_id == null ? null : facts.resellers.get(u.sub_admin_id);
+      if (statusOf(before, resellerBefore(u.sub_admin_id), now) !== statusOf(u, reseller, now)) flipped.add(u.username);
+    }
+    // A reseller crossing its quota changes every one of its users, connected or not.
+    for (const [id, delta] of resellerDelta) {
+      const r = facts.resellers.get(id);
+      if (!r || r.total_usage_quota_gb == null || r.total_usage_quota_gb <= 0) continue;
+      const quota = r.total_usage_quota_gb * GiB;
+      if (r.used_traffic_bytes - delta < quota && r.used_traffic_bytes >= quota) {
+        const rows = await User.findAll({ raw: true, attributes: ['username'], where: { sub_admin_id: id } });
+        for (const row of rows) flipped.add(row.username);
+        this.logger.info({ subAdminId: id }, 'reseller reached its usage quota; its users are limited');
+      }
+    }
+
+    // flexible_days: the first session starts the clock (a session seen live, or one that
+    // began and ended between two polls and was only reported by its disconnect event).
+    const toActivate: UserFacts[] = [];
+    for (const name of new Set([...online, ...changedNames])) {
+      if (this.activationDone.has(name)) continue;
+      const u = facts.users.get(name);
+      if (!u) continue;
+      if (activationFor(u, now)) toActivate.push(u);
+      else this.activationDone.add(name);
+    }
+    if (toActivate.length) {
+      const byDays = new Map<number | null, UserFacts[]>();
+      for (const u of toActivate) {
+        const list = byDays.get(u.pending_activation_days) ?? [];
+        list.push(u);
+        byDays.set(u.pending_activation_days, list);
+      }
+      await this.ctx.db.transaction(async (transaction) => {
+        for (const [, list] of byDays) {
+          const a = activationFor(list[0], now)!;
+          await User.update(
+            { first_connection_at: a.first_connection_at, expiry_date: a.expiry_date },
+            { where: { id: { [Op.in]: list.map((u) => u.id) }, first_connection_at: null }, transaction },
+          );
+        }
+      });
+      for (const u of toActivate) {
+        const a = activationFor(u, now)!;
+        u.first_connection_at = a.first_connection_at;
+        u.expiry_date = a.expiry_date;
+        this.activationDone.add(u.username);
+        flipped.add(u.username);
+        this.logger.info({ username: u.username, expiry: a.expiry_date }, 'flexible_days user activated by its first session');
+      }
+    }
+
+    // Periodic resets (looked for at most once per interval of the domain clock).
+    if (now.getTime() - this.lastResetCheckMs >= this.resetCheckIntervalMs) {
+      this.lastResetCheckMs = now.getTime();
+      const reset = await this.applyPeriodicResets(now, facts);
+      for (const name of reset.flipped) flipped.add(name);
+      report.resetUsers = reset.reset;
+    }
+
+    report.statusChanged = [...flipped].sort();
+    return facts;
+  }
+
+  /**
+   * Zeroes usage of users whose data_limit_reset_strategy period has passed since
+   * last_traffic_reset_at (or creation), and records the reset time.
+   */
+  async applyPeriodicResets(now: Date, facts?: FactsSnapshot): Promise<{ reset: string[]; flipped: string[] }> {
+    const rows = await User.findAll({
+      raw: true,
+      attributes: ['id', 'username', 'sub_admin_id', 'data_limit_reset_strategy', 'last_traffic_reset_at', 'created_at'],
+      where: { data_limit_reset_strategy: { [Op.ne]: 'no_reset' } },
+    });
+    const due = rows.filter((r) => resetDue(r, now));
+    if (!due.length) return { reset: [], flipped: [] };
+    const names = due.map((r) => r.username);
+    const before = await loadFacts(names);
+    await this.ctx.db.transaction(async (transaction) => {
+      for (let i = 0; i < due.length; i += 1000) {
+        await User.update(
+          { upload_bytes: 0, download_bytes: 0, last_traffic_reset_at: now },
+          { where: { id: { [Op.in]: due.slice(i, i + 1000).map((r) => r.id) } }, transaction },
+        );
+      }
+    });
+    const flipped = new Set<string>();
+    for (const name of names) {
+      const u = before.users.get(name);
+      if (!u) continue;
+      const reseller = u.sub_admin_id == null ? null : before.resellers.get(u.sub_admin_id);
+      const after: UserFacts = { ...u, upload_bytes: 0, download_bytes: 0, last_traffic_reset_at: now };
+      if (statusOf(u, reseller, now) !== statusOf(after, reseller, now)) flipped.add(name);
+      const shared = facts?.users.get(name);
+      if (shared) {
+        shared.upload_bytes = 0;
+        shared.download_bytes = 0;
+        shared.last_traffic_reset_at = now;
+      }
+    }
+    this.facts.invalidateUsers(names);
+    this.logger.info({ users: names.length }, 'periodic traffic reset applied');
+    return { reset: names, flipped: [...flipped] };
+  }
+
+  private async usersByStatus(): Promise<Record<UserStatus, number>> {
+    const counts: Record<UserStatus, number> = { active: 0, disabled: 0, limited: 0, expired: 0, on_hold: 0 };
+    const facts = await loadFacts('all');
+    const resellers = await loadResellers('all');
+    const now = this.ctx.clock.now();
+    for (const u of facts.users.values()) {
+      counts[statusOf(u, u.sub_admin_id == null ? null : resellers.get(u.sub_admin_id), now)]++;
+    }
+    return counts;
+  }
+}
+
+function journalEntryOf(t: Tombstone): JournalEntry {
+  return { key: t.key, scope: t.scope, user: t.user, rx: t.rx, tx: t.tx, connectedAt: t.connectedAt, ended: true, seenAtMs: t.atMs };
+}
+
+function parseSourceId(sourceId: string): { protocol: ProtocolId; serverId: string } {
+  const at = sourceId.indexOf('@');
+  return { protocol: sourceId.slice(0, at) as ProtocolId, serverId: sourceId.slice(at + 1) };
+}
+
+function isCounter(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+const engines = new WeakMap<CoreContext, AccountingEngine>();
+
+/** The engine running on a core context (the API's /metrics and stats reach it this way). */
+export function accountingEngineOf(ctx: CoreContext): AccountingEngine | undefined {
+  return engines.get(ctx);
+}

@@ -1,0 +1,3 @@
+export * from './policy';
+export { Enforcer, type EnforcementResult, type PollClock } from './enforcer';
+export { loadFacts, type FactsSnapshot } from './user-facts';
