@@ -25,6 +25,27 @@ export interface Database {
 }
 
 /**
+ * Sequelize's SQLite driver opens a fresh connection for every transaction (and closes it
+ * after), so per-connection settings must be applied to each one, not once at start: without
+ * a busy timeout two writers fail at once with SQLITE_BUSY instead of waiting their turn.
+ */
+function configureEverySqliteConnection(sequelize: Sequelize): void {
+  type SqliteConnection = { configure(option: 'busyTimeout', ms: number): void; run(sql: string): void };
+  const manager = (sequelize as unknown as { connectionManager: { getConnection(o?: unknown): Promise<SqliteConnection> } }).connectionManager;
+  const original = manager.getConnection.bind(manager);
+  const configured = new WeakSet<SqliteConnection>();
+  manager.getConnection = async (options?: unknown) => {
+    const connection = await original(options);
+    if (!configured.has(connection)) {
+      configured.add(connection);
+      connection.configure('busyTimeout', 10_000);
+      connection.run('PRAGMA synchronous = NORMAL');
+    }
+    return connection;
+  };
+}
+
+/**
  * Opens the database named by URL (`sqlite:<file>`, `sqlite::memory:`, `postgres://…`) and
  * migrates it to the newest schema.
  */
@@ -35,20 +56,10 @@ export async function openDatabase(url: string): Promise<Database> {
     const file = url.slice('sqlite:'.length);
     const storage = file === ':memory:' || file === '' ? ':memory:' : path.resolve(file);
     if (storage !== ':memory:') mkdirSync(path.dirname(storage), { recursive: true });
-    sequelize = new Sequelize({
-      dialect: 'sqlite',
-      storage,
-      logging: false,
-      // One connection: SQLite serializes writers anyway, and a single handle keeps
-      // transactions from seeing SQLITE_BUSY against each other.
-      pool: { max: 1, min: 1, idle: 60_000 },
-      retry: { max: 5 },
-    });
+    sequelize = new Sequelize({ dialect: 'sqlite', storage, logging: false, retry: { max: 5 } });
     dialect = 'sqlite';
+    configureEverySqliteConnection(sequelize);
     await sequelize.query('PRAGMA journal_mode = WAL');
-    await sequelize.query('PRAGMA synchronous = NORMAL');
-    await sequelize.query('PRAGMA foreign_keys = ON');
-    await sequelize.query('PRAGMA busy_timeout = 5000');
   } else {
     sequelize = new Sequelize(url, { dialect: 'postgres', logging: false, pool: { max: 10, min: 0, idle: 10_000 } });
     dialect = 'postgres';
