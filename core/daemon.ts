@@ -7,6 +7,7 @@ import type { Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
 import type { Logger } from './logger';
+import { startProtocols } from './protocols';
 
 export interface DaemonHandle {
   core: Core;
@@ -47,7 +48,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     firewallSync = firewallSync
       .then(async () => {
         const claims = (await services.portRegistry.list()).filter((c) => c.server === 'main');
-        await fw.apply({ openPorts: claims.map((c) => ({ port: c.port, protocol: c.protocol, owner: c.owner })) });
+        // OpenVPN clients reach the world through the server: masquerade their pool.
+        const openvpnRuns = core.plugins.get('openvpn', 'main')?.state === 'available';
+        await fw.apply({
+          openPorts: claims.map((c) => ({ port: c.port, protocol: c.protocol, owner: c.owner })),
+          nat: openvpnRuns ? [{ sourceCidr: config.openvpnSubnetPool }] : [],
+        });
       })
       .catch((err) => logger.error({ err }, 'firewall sync failed; will retry on the next change'));
   };
@@ -57,9 +63,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     ctx.events.on('sub_admins.deleted', syncFirewall),
     ctx.events.on('nodes.changed', syncFirewall),
   ];
+
+  // Protocol plugins on the main server, kept in line with the database by the reconciler.
+  const protocols = await startProtocols(core, { host: new LocalHost(), plugins: config.plugins });
   syncFirewall();
 
-  // Accounting + enforcement tick loop (plugins register in core.plugins as they load).
+  // Accounting + enforcement tick loop over every registered plugin.
   await core.accounting.start();
 
   const app = createApp(services);
@@ -86,6 +95,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       stopping ??= (async () => {
         unsubscribe.forEach((off) => off());
         await listeners?.close();
+        await protocols.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
