@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { runAccountingNativeBench } from './accounting-native';
+import { runAccountingWriteBench } from './accounting-write';
 import { runApiBench } from './api';
 import { progress } from './report';
 
@@ -14,6 +15,8 @@ async function main(): Promise<void> {
   execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
   progress('accounting: native tracker vs memchr, naive JS and the TypeScript fallback');
   await runAccountingNativeBench();
+  progress('accounting: persisting one tick in which 25k users changed (SQLite)');
+  await runAccountingWriteBench();
   progress('API benchmarks');
   await runApiBench();
 }

@@ -11,6 +11,10 @@ import { randomKey } from '../../core/secrets';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
+const createAppCaller = createCallerFactory(appRouter);
+/** A typed tRPC caller of the whole router, without HTTP. */
+export type AppCaller = ReturnType<typeof createAppCaller>;
+
 /** PostgreSQL URL for tests; `.ci/run` starts a server and sets it. */
 export const postgresTestUrl = process.env.POLYGATE_TEST_PG_URL;
 
@@ -58,7 +62,7 @@ export interface Harness {
   adminKey: string;
   clock: ManualClock;
   /** tRPC caller with a given API key (no HTTP). */
-  caller(apiKey: string | undefined): ReturnType<ReturnType<typeof createCallerFactory<typeof appRouter>>>;
+  caller(apiKey: string | undefined): AppCaller;
   close(): Promise<void>;
 }
 
@@ -85,7 +89,6 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
   const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
   const core = await bootstrapCore(config, { clock, ephemeral: true });
   const app = createApp(core.services);
-  const createCaller = createCallerFactory(appRouter);
   return {
     core,
     services: core.services,
@@ -93,7 +96,7 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
     http: request(app),
     adminKey,
     clock,
-    caller: (apiKey) => createCaller({ services: core.services, apiKey }),
+    caller: (apiKey) => createAppCaller({ services: core.services, apiKey }),
     close: async () => {
       await core.close();
       await dropDatabase();
