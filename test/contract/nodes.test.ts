@@ -3,6 +3,7 @@ import { ApiKey, Job, NodeRecord, Port, PortAssignment, PortReservation, SubAdmi
 import { hashPassword, randomKey, sha256Hex } from '../../core/secrets';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 import { freePort, sshdUnavailableReason, startSilentServer, startSshd, SSHD_TEST_USER, type SshdFixture } from '../helpers/sshd';
+import { requirePrerequisite } from '../helpers/prereq';
 
 const CREATED = 'Node created and installation started in background.';
 const UPDATED = 'Node updated. Sync triggered only for changed services.';
@@ -30,10 +31,7 @@ forEachDatabase((kind) => {
     const nodeCount = () => NodeRecord.count();
     const jobsOf = (nodeId: number) => h.services.nodes.jobs.list<Record<string, unknown>>({ target: `node_${nodeId}` });
     const needSshd = (ctx: Mocha.Context) => {
-      if (!sshd) {
-        console.log(`      skipped: ${sshdSkip ?? 'sshd did not start'}`);
-        ctx.skip();
-      }
+      requirePrerequisite(ctx, !!sshd, sshdSkip ?? 'sshd did not start');
     };
     /** A node created through the API against the real sshd; provisioning has already failed honestly. */
     async function createNode(extra: Record<string, unknown> = {}, server: SshdFixture = sshd!): Promise<number> {

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { chromium, type Browser } from 'playwright-core';
 import { listRestRoutes } from '../../api/rest';
 import { createHarness, type Harness } from '../helpers/harness';
+import { requirePrerequisite } from '../helpers/prereq';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -20,10 +21,7 @@ describe('API docs page in headless Chromium', function () {
   let origin: string;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      console.log(`  (skipped: ${CHROMIUM} is missing; CI installs it with: apt-get install -y --no-install-recommends chromium)`);
-      this.skip();
-    }
+    requirePrerequisite(this, existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install -y --no-install-recommends chromium)`);
     h = await createHarness('sqlite');
     server = await new Promise<Server>((resolve, reject) => {
       const s = h.app.listen(0, '127.0.0.1', () => resolve(s));

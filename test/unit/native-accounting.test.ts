@@ -12,6 +12,7 @@ import {
   type TickResult,
   type TrackerPoll,
 } from '../../native';
+import { requirePrerequisite } from '../helpers/prereq';
 
 // One suite, run against the C++ addon and the TypeScript fallback: both must give the same
 // answers. A randomized differential test at the end compares them on 10k generated sequences.
@@ -58,10 +59,7 @@ function rowsByKey(r: TickResult): Record<string, ReturnType<TickResult['toRows'
 for (const impl of ['native', 'fallback'] as const) {
   describe(`native accounting tracker (${impl})`, function () {
     before(function () {
-      if (impl === 'native' && !isNative) {
-        console.log(`      skipping the native half: ${nativeLoadError ?? 'addon not loaded'}`);
-        this.skip();
-      }
+      if (impl === 'native') requirePrerequisite(this, isNative, `the native addon is not loaded: ${nativeLoadError ?? 'unknown reason'}`);
     });
 
     let t: AccountingTracker;
@@ -716,10 +714,7 @@ function dumpTick(r: TickResult): unknown {
 
 describe('native accounting: native and fallback agree (randomized differential test)', function () {
   before(function () {
-    if (!isNative) {
-      console.log(`      skipping: ${nativeLoadError ?? 'addon not loaded'}`);
-      this.skip();
-    }
+    requirePrerequisite(this, isNative, `the native addon is not loaded: ${nativeLoadError ?? 'unknown reason'}`);
   });
 
   it('gives identical outputs on 10,000 random sequences of polls, resets, reconnects, vanishings and ends', function () {
