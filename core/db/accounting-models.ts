@@ -1,17 +1,5 @@
-import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type ModelAttributeColumnOptions, type Sequelize } from 'sequelize';
-
-/** BIGINT comes back as a string on PostgreSQL; byte counters fit in a double (2^53). */
-function bigint(name: string): ModelAttributeColumnOptions {
-  return {
-    type: DataTypes.BIGINT,
-    allowNull: false,
-    defaultValue: 0,
-    get(this: Model) {
-      const v = this.getDataValue(name as never);
-      return v === null || v === undefined ? 0 : Number(v);
-    },
-  };
-}
+import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize';
+import { bigint } from './models';
 
 /** Bytes of one user on one server and protocol during one UTC day (rx = upload, tx = download). */
 export class UsageDaily extends Model<InferAttributes<UsageDaily>, InferCreationAttributes<UsageDaily>> {

@@ -10,7 +10,7 @@ import {
 } from 'sequelize';
 
 /** BIGINT comes back as a string on PostgreSQL; byte counters fit in a double (2^53). */
-function bigint(name: string, defaultValue = 0): ModelAttributeColumnOptions {
+export function bigint(name: string, defaultValue = 0): ModelAttributeColumnOptions {
   return {
     type: DataTypes.BIGINT,
     allowNull: false,

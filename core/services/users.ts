@@ -90,27 +90,7 @@ const USER_EXISTS = 'User already exists.';
 const PASSWORD_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
 
 /** The user attributes create and edit decide; everything else is derived or bookkeeping. */
-export interface EditableUser {
-  is_active: boolean;
-  max_clients: number;
-  activation_type: ActivationType;
-  pending_activation_days: number | null;
-  expiry_date: Date | null;
-  first_connection_at: Date | null;
-  data_limit: number;
-  data_limit_unit: DataLimitUnit;
-  data_limit_bytes: number;
-  data_limit_reset_strategy: DataLimitResetStrategy;
-  enable_openvpn: boolean;
-  openvpn_password: string | null;
-  enable_l2tp: boolean;
-  l2tp_password: string | null;
-  enable_cisco: boolean;
-  cisco_password: string | null;
-  enable_wg: boolean;
-  nodes: string[] | null;
-  notes: string | null;
-}
+export type EditableUser = Omit<UserRow, 'id' | 'username' | 'sub_admin_id' | 'upload_bytes' | 'download_bytes' | 'wg_private_key' | 'wg_public_key' | 'wg_address'>;
 
 const NEW_USER_DEFAULTS: EditableUser = {
   is_active: true,
