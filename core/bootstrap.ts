@@ -68,7 +68,7 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     close: async () => {
       await accounting.stop();
       // Running jobs finish (bounded) before the database they write to goes away.
-      await services.nodes.jobs.stop();
+      await services.nodes.stopJobs();
       await db.close();
     },
   };

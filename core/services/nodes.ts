@@ -115,6 +115,11 @@ export class NodesService {
     return this.jobQueue;
   }
 
+  /** Stops the queue if it was ever created (touching `jobs` at shutdown would start one). */
+  async stopJobs(): Promise<void> {
+    await this.jobQueue?.stop();
+  }
+
   async list(principal: Principal): Promise<NodeDetails[] | NodeBrief[]> {
     if (!isMainAdmin(principal)) {
       const rows = await NodeRecord.findAll({ attributes: ['id', 'name', 'status'], order: [['id', 'ASC']], raw: true });
