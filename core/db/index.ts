@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Sequelize, type Transaction } from 'sequelize';
+import { QueryTypes, Sequelize, Transaction } from 'sequelize';
 import { Umzug, SequelizeStorage } from 'umzug';
 import * as m0001 from './migrations/0001-initial';
 import * as m0002 from './migrations/0002-accounting';
@@ -21,7 +21,44 @@ export interface Database {
   dialect: 'sqlite' | 'postgres';
   /** Runs `fn` in one transaction (SQLite: serialized, since it has one writer). */
   transaction<T>(fn: (t: Transaction) => Promise<T>): Promise<T>;
+  /**
+   * A number that changes whenever this process may have changed the database (after every
+   * non-SELECT statement and every commit). Read caches remember it and are valid while it is
+   * unchanged; the daemon owns its database, so no other writer is expected.
+   */
+  writeGeneration(): number;
   close(): Promise<void>;
+}
+
+const generations = new WeakMap<Sequelize, { value: number }>();
+let commitPatched = false;
+
+/** Counts writes: non-SELECT statements when they finish, transactions when they commit. */
+function trackWrites(sequelize: Sequelize): { value: number } {
+  const generation = { value: 0 };
+  generations.set(sequelize, generation);
+  const query = sequelize.query.bind(sequelize) as (sql: unknown, options?: { type?: string }) => Promise<unknown>;
+  (sequelize as unknown as { query: typeof query }).query = async (sql, options) => {
+    const readOnly = options?.type === QueryTypes.SELECT || options?.type === QueryTypes.SHOWTABLES;
+    try {
+      return await query(sql, options);
+    } finally {
+      if (!readOnly) generation.value++;
+    }
+  };
+  if (!commitPatched) {
+    commitPatched = true;
+    const commit = Transaction.prototype.commit;
+    Transaction.prototype.commit = async function (this: Transaction & { sequelize: Sequelize }) {
+      try {
+        return await commit.call(this);
+      } finally {
+        const g = generations.get(this.sequelize);
+        if (g) g.value++;
+      }
+    };
+  }
+  return generation;
 }
 
 /**
@@ -65,6 +102,7 @@ export async function openDatabase(url: string): Promise<Database> {
     dialect = 'postgres';
   }
   await sequelize.authenticate();
+  const generation = trackWrites(sequelize);
   defineModels(sequelize);
   defineAccountingModels(sequelize);
   const umzug = new Umzug({
@@ -82,6 +120,7 @@ export async function openDatabase(url: string): Promise<Database> {
     sequelize,
     dialect,
     transaction: (fn) => sequelize.transaction((t) => fn(t)),
+    writeGeneration: () => generation.value,
     close: () => sequelize.close(),
   };
 }

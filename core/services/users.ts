@@ -315,6 +315,8 @@ LEFT JOIN sub_admins s ON s.id = u.sub_admin_id
 LEFT JOIN subscription_tokens t ON t.user_id = u.id AND t.revoked_at IS NULL
 WHERE u.username = :username`;
 
+const LOAD_CACHE_MAX = 10_000;
+
 const FINGERPRINT_COLUMNS = [
   'fp_nodes_count',
   'fp_nodes_updated',
@@ -344,6 +346,13 @@ export class UsersService {
    * stale answer even when another component writes those tables without emitting an event.
    */
   private catalogCache: { fingerprint: string; catalog: ServerCatalog } | null = null;
+  /**
+   * Loaded users by name, valid while the database's write generation is unchanged (any write
+   * by this process, accounting ticks included, invalidates every entry). Bots poll the same
+   * users over and over; between writes they are answered without a query.
+   */
+  private loadCache = new Map<string, LoadedUser>();
+  private loadCacheGeneration = -1;
 
   constructor(
     protected readonly ctx: CoreContext,
@@ -418,7 +427,7 @@ export class UsersService {
    */
   async resolveSubscription(username: string, token: string): Promise<SubscriptionDetail | null> {
     if (typeof username !== 'string' || typeof token !== 'string' || username.length > 64 || token.length > 128) return null;
-    const loaded = await this.load(username, null);
+    const loaded = await this.load(username, null, { fresh: true });
     const expected = loaded?.token ?? randomKey(32);
     if (!hashesEqual(sha256Hex(token), sha256Hex(expected)) || !loaded?.token) return null;
     const catalog = await this.catalogFor(loaded);
@@ -616,12 +625,33 @@ export class UsersService {
   // Internals
 
   /** One raw query: the user, its reseller, its current token and the servers fingerprint. */
-  private async load(username: string, principal: Principal | null): Promise<LoadedUser | null> {
-    const scoped = principal?.kind === 'sub_admin';
-    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(
-      `${USER_VIEW_SQL}${scoped ? ' AND u.sub_admin_id = :sid' : ''} ORDER BY t.id DESC LIMIT 1`,
-      { type: QueryTypes.SELECT, replacements: { username, sid: scoped ? principal.subAdminId : null } },
-    );
+  /**
+   * One user with its reseller and token. A cache hit serves only callers who may see the user:
+   * anyone else pays the same query as for a name that does not exist, so answer times reveal
+   * nothing about other resellers' users. `fresh` always queries (the public pages, where the
+   * token check must cost the same for every name).
+   */
+  private async load(username: string, principal: Principal | null, options: { fresh?: boolean } = {}): Promise<LoadedUser | null> {
+    const generation = this.ctx.db.writeGeneration();
+    if (generation !== this.loadCacheGeneration) {
+      this.loadCache.clear();
+      this.loadCacheGeneration = generation;
+    }
+    const mayServe = (l: LoadedUser) => principal?.kind !== 'sub_admin' || l.row.sub_admin_id === principal.subAdminId;
+    const hit = options.fresh ? undefined : this.loadCache.get(username);
+    if (hit && mayServe(hit)) return { ...hit };
+    const loaded = await this.query(username);
+    if (!loaded) return null;
+    // Only cache what was read under the generation we checked: a write meanwhile made it stale.
+    if (this.ctx.db.writeGeneration() === generation && this.loadCache.size < LOAD_CACHE_MAX) this.loadCache.set(username, loaded);
+    return mayServe(loaded) ? { ...loaded } : null;
+  }
+
+  private async query(username: string): Promise<LoadedUser | null> {
+    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(`${USER_VIEW_SQL} ORDER BY t.id DESC LIMIT 1`, {
+      type: QueryTypes.SELECT,
+      replacements: { username },
+    });
     const raw = rows[0];
     if (!raw) return null;
     const fingerprint = JSON.stringify(FINGERPRINT_COLUMNS.map((c) => (raw[c] instanceof Date ? (raw[c] as Date).toISOString() : String(raw[c] ?? ''))));
