@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Op } from 'sequelize';
 import type { CoreContext } from '../context';
-import { User } from '../db';
+import { User, UserUsage } from '../db';
 import { activationFor, resetDue, statusOf, type ResellerFacts, type UserFacts } from '../enforcement/policy';
 import { Enforcer, type EnforcementResult, type PollClock } from '../enforcement/enforcer';
 import { FactsCache, loadFacts, loadResellers, type FactsSnapshot } from '../enforcement/user-facts';
@@ -827,10 +827,9 @@ export class AccountingEngine {
     const before = await loadFacts(names);
     await this.ctx.db.transaction(async (transaction) => {
       for (let i = 0; i < due.length; i += 1000) {
-        await User.update(
-          { upload_bytes: 0, download_bytes: 0, last_traffic_reset_at: now },
-          { where: { id: { [Op.in]: due.slice(i, i + 1000).map((r) => r.id) } }, transaction },
-        );
+        const ids = due.slice(i, i + 1000).map((r) => r.id);
+        await UserUsage.update({ upload_bytes: 0, download_bytes: 0 }, { where: { user_id: { [Op.in]: ids } }, transaction });
+        await User.update({ last_traffic_reset_at: now }, { where: { id: { [Op.in]: ids } }, transaction });
       }
     });
     const flipped = new Set<string>();

@@ -59,7 +59,8 @@ type Exec = (sql: string, params?: unknown[], wantRows?: boolean) => Promise<Row
 
 /**
  * Persists a tick with a handful of set-based statements — `UPDATE … FROM (VALUES …)` keyed by
- * integer ids, `INSERT … ON CONFLICT` for rows not seen yet — never a statement per user.
+ * integer ids, `INSERT … ON CONFLICT` for rows not seen yet (and for the narrow `user_usage`
+ * counters, which a user only has once it has used bytes) — never a statement per user.
  * Numbers are checked to be safe integers and inlined, short strings are escaped by the
  * driver's rules, and the journal's JSON goes in as bound parameters.
  *
@@ -91,8 +92,8 @@ export class BatchedUsageWriter {
       let values = '';
       for (const u of part) values += `${values ? ',' : ''}(${int(u.userId)},${int(u.rx)},${int(u.tx)})`;
       await exec(
-        'UPDATE users SET upload_bytes = users.upload_bytes + d.column2, download_bytes = users.download_bytes + d.column3 ' +
-          `FROM (VALUES ${values}) AS d WHERE users.id = d.column1`,
+        `INSERT INTO user_usage (user_id, upload_bytes, download_bytes) VALUES ${values} ` +
+          'ON CONFLICT (user_id) DO UPDATE SET upload_bytes = user_usage.upload_bytes + excluded.upload_bytes, download_bytes = user_usage.download_bytes + excluded.download_bytes',
       );
     }
 

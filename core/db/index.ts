@@ -4,6 +4,7 @@ import { QueryTypes, Sequelize, Transaction } from 'sequelize';
 import { Umzug, SequelizeStorage } from 'umzug';
 import * as m0001 from './migrations/0001-initial';
 import * as m0002 from './migrations/0002-accounting';
+import * as m0003 from './migrations/0003-user-usage';
 import { defineAccountingModels } from './accounting-models';
 import { defineModels } from './models';
 
@@ -14,6 +15,7 @@ export * from './accounting-models';
 const migrations = [
   { name: '0001-initial', ...m0001 },
   { name: '0002-accounting', ...m0002 },
+  { name: '0003-user-usage', ...m0003 },
 ];
 
 export interface Database {

@@ -63,8 +63,6 @@ export class User extends Model<InferAttributes<User>, InferCreationAttributes<U
   declare data_limit_bytes: CreationOptional<number>;
   declare data_limit_reset_strategy: CreationOptional<'no_reset' | 'day' | 'week' | 'month' | 'year'>;
   declare last_traffic_reset_at: Date | null;
-  declare upload_bytes: CreationOptional<number>;
-  declare download_bytes: CreationOptional<number>;
   declare enable_openvpn: CreationOptional<boolean>;
   declare openvpn_password: string | null;
   declare enable_l2tp: CreationOptional<boolean>;
@@ -80,6 +78,17 @@ export class User extends Model<InferAttributes<User>, InferCreationAttributes<U
   declare notes: string | null;
   declare created_at: CreationOptional<Date>;
   declare updated_at: CreationOptional<Date>;
+}
+
+/**
+ * A user's usage counters, apart from the wide `users` row so an accounting tick rewrites only
+ * these narrow rows. A user has no row until it has used bytes: read with a LEFT JOIN and
+ * COALESCE(…, 0). Deleted with its user (ON DELETE CASCADE).
+ */
+export class UserUsage extends Model<InferAttributes<UserUsage>, InferCreationAttributes<UserUsage>> {
+  declare user_id: number;
+  declare upload_bytes: CreationOptional<number>;
+  declare download_bytes: CreationOptional<number>;
 }
 
 export class SubscriptionToken extends Model<InferAttributes<SubscriptionToken>, InferCreationAttributes<SubscriptionToken>> {
@@ -219,8 +228,6 @@ export function defineModels(sequelize: Sequelize) {
       data_limit_bytes: bigint('data_limit_bytes'),
       data_limit_reset_strategy: { type: DataTypes.STRING(8), allowNull: false, defaultValue: 'no_reset' },
       last_traffic_reset_at: { type: DataTypes.DATE, allowNull: true },
-      upload_bytes: bigint('upload_bytes'),
-      download_bytes: bigint('download_bytes'),
       enable_openvpn: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
       openvpn_password: { type: DataTypes.STRING(128), allowNull: true },
       enable_l2tp: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
@@ -236,6 +243,14 @@ export function defineModels(sequelize: Sequelize) {
       ...ts,
     },
     common(sequelize, 'users'),
+  );
+  UserUsage.init(
+    {
+      user_id: { type: DataTypes.INTEGER, primaryKey: true, allowNull: false },
+      upload_bytes: bigint('upload_bytes'),
+      download_bytes: bigint('download_bytes'),
+    },
+    { sequelize, tableName: 'user_usage', underscored: true, timestamps: false },
   );
   SubscriptionToken.init(
     {
@@ -320,5 +335,5 @@ export function defineModels(sequelize: Sequelize) {
   User.hasMany(SubscriptionToken, { foreignKey: 'user_id', as: 'tokens' });
   Port.hasMany(PortAssignment, { foreignKey: 'port_id', as: 'assignments' });
   PortAssignment.belongsTo(Port, { foreignKey: 'port_id', as: 'port' });
-  return { SubAdmin, ApiKey, User, SubscriptionToken, NodeRecord, Port, PortAssignment, PortReservation, Setting, Job };
+  return { SubAdmin, ApiKey, User, UserUsage, SubscriptionToken, NodeRecord, Port, PortAssignment, PortReservation, Setting, Job };
 }

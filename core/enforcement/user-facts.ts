@@ -1,4 +1,4 @@
-import { Op, type Transaction } from 'sequelize';
+import { Op, QueryTypes, type Transaction } from 'sequelize';
 import { SubAdmin, User } from '../db';
 import type { ResellerFacts, UserFacts } from './policy';
 
@@ -15,8 +15,6 @@ const USER_COLUMNS = [
   'data_limit_bytes',
   'data_limit_reset_strategy',
   'last_traffic_reset_at',
-  'upload_bytes',
-  'download_bytes',
   'enable_openvpn',
   'enable_l2tp',
   'enable_cisco',
@@ -27,6 +25,12 @@ const USER_COLUMNS = [
   'nodes',
   'created_at',
 ] as const;
+
+/** The users' columns plus their usage counters (no user_usage row = nothing used yet). */
+const FACTS_SQL =
+  `SELECT ${USER_COLUMNS.map((c) => `u.${c}`).join(', ')}, ` +
+  'COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes ' +
+  'FROM users u LEFT JOIN user_usage uu ON uu.user_id = u.id';
 
 /** Above this many names one full read is cheaper than IN lists. */
 const FULL_SCAN_THRESHOLD = 5000;
@@ -82,14 +86,22 @@ export function toResellerFacts(r: Record<string, unknown>): ResellerFacts {
 export async function loadFacts(usernames: Iterable<string> | 'all', transaction?: Transaction): Promise<FactsSnapshot> {
   const users = new Map<string, UserFacts>();
   const names = usernames === 'all' ? null : [...new Set(usernames)].filter(Boolean);
+  const sequelize = User.sequelize!;
   if (names === null || names.length > FULL_SCAN_THRESHOLD) {
-    const rows = await User.findAll({ raw: true, attributes: [...USER_COLUMNS], transaction });
+    const rows = await sequelize.query<Record<string, unknown>>(FACTS_SQL, { type: QueryTypes.SELECT, transaction });
     const wanted = names ? new Set(names) : null;
-    for (const r of rows) if (!wanted || wanted.has(r.username)) users.set(r.username, toUserFacts(r as unknown as Record<string, unknown>));
+    for (const r of rows) {
+      const username = String(r.username);
+      if (!wanted || wanted.has(username)) users.set(username, toUserFacts(r));
+    }
   } else {
     for (let i = 0; i < names.length; i += 1000) {
-      const rows = await User.findAll({ raw: true, attributes: [...USER_COLUMNS], where: { username: { [Op.in]: names.slice(i, i + 1000) } }, transaction });
-      for (const r of rows) users.set(r.username, toUserFacts(r as unknown as Record<string, unknown>));
+      const rows = await sequelize.query<Record<string, unknown>>(`${FACTS_SQL} WHERE u.username IN (:names)`, {
+        type: QueryTypes.SELECT,
+        replacements: { names: names.slice(i, i + 1000) },
+        transaction,
+      });
+      for (const r of rows) users.set(String(r.username), toUserFacts(r));
     }
   }
   const resellerIds = [...new Set([...users.values()].map((u) => u.sub_admin_id).filter((id): id is number => id != null))];

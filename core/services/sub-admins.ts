@@ -1,6 +1,6 @@
-import { col, fn, literal, Op, UniqueConstraintError, type Transaction } from 'sequelize';
+import { col, fn, literal, Op, QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize';
 import type { CoreContext } from '../context';
-import { ApiKey, SubAdmin, SubscriptionToken, User } from '../db';
+import { ApiKey, SubAdmin, SubscriptionToken, User, UserUsage } from '../db';
 import { conflict, forbidden, invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import { hashPassword, randomKey, sha256Hex } from '../secrets';
@@ -212,12 +212,21 @@ export class SubAdminsService {
         used_traffic_bytes: row.used_traffic_bytes,
       };
       const after: ResellerStatusInputs = { ...before, used_traffic_bytes: 0 };
-      const users = await User.findAll({
-        raw: true,
-        where: { sub_admin_id: id },
-        attributes: ['username', 'is_active', 'activation_type', 'expiry_date', 'first_connection_at', 'data_limit_bytes', 'upload_bytes', 'download_bytes'],
-        transaction,
-      });
+      const users = await this.ctx.db.sequelize.query<{
+        username: string;
+        is_active: unknown;
+        activation_type: 'fixed_date' | 'flexible_days';
+        expiry_date: Date | string | null;
+        first_connection_at: Date | string | null;
+        data_limit_bytes: unknown;
+        upload_bytes: unknown;
+        download_bytes: unknown;
+      }>(
+        'SELECT u.username, u.is_active, u.activation_type, u.expiry_date, u.first_connection_at, u.data_limit_bytes, ' +
+          'COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes ' +
+          'FROM users u LEFT JOIN user_usage uu ON uu.user_id = u.id WHERE u.sub_admin_id = :id',
+        { type: QueryTypes.SELECT, replacements: { id }, transaction },
+      );
       const names: string[] = [];
       for (const u of users) {
         const user = {
@@ -249,6 +258,10 @@ export class SubAdminsService {
       const names = await this.usernamesOf(id, transaction);
       // A subquery rather than an id list: a reseller may own more users than a statement may bind.
       await SubscriptionToken.destroy({
+        where: { user_id: { [Op.in]: literal(`(SELECT id FROM users WHERE sub_admin_id = ${Number(id)})`) } },
+        transaction,
+      });
+      await UserUsage.destroy({
         where: { user_id: { [Op.in]: literal(`(SELECT id FROM users WHERE sub_admin_id = ${Number(id)})`) } },
         transaction,
       });

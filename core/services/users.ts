@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize';
 import type { CoreContext } from '../context';
-import { SubAdmin, SubscriptionToken, User } from '../db';
+import { SubAdmin, SubscriptionToken, User, UserUsage } from '../db';
 import { conflict, forbidden, invalid, notFound, unauthorized } from '../errors';
 import type { Principal } from '../principal';
 import { generatePassword, hashesEqual, randomKey, sha256Hex } from '../secrets';
@@ -302,7 +302,7 @@ interface LoadedUser {
 }
 
 const USER_VIEW_SQL = `
-SELECT u.*,
+SELECT u.*, COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes,
   s.id AS r_id, s.username AS r_username, s.is_active AS r_is_active, s.total_usage_quota_gb AS r_total_usage_quota_gb,
   s.used_traffic_bytes AS r_used_traffic_bytes, s.allowed_servers AS r_allowed_servers, s.subscription_port AS r_subscription_port,
   t.token AS subscription_token,
@@ -311,6 +311,7 @@ SELECT u.*,
   (SELECT COUNT(*) FROM port_assignments) AS fp_assignments_count, (SELECT MAX(updated_at) FROM port_assignments) AS fp_assignments_updated,
   (SELECT COUNT(*) FROM settings) AS fp_settings_count, (SELECT MAX(updated_at) FROM settings) AS fp_settings_updated
 FROM users u
+LEFT JOIN user_usage uu ON uu.user_id = u.id
 LEFT JOIN sub_admins s ON s.id = u.sub_admin_id
 LEFT JOIN subscription_tokens t ON t.user_id = u.id AND t.revoked_at IS NULL
 WHERE u.username = :username`;
@@ -329,9 +330,11 @@ const FINGERPRINT_COLUMNS = [
 ] as const;
 
 const LIST_SQL = `
-SELECT username, sub_admin_id, is_active, max_clients, activation_type, expiry_date, first_connection_at,
-  data_limit, data_limit_unit, data_limit_bytes, upload_bytes, download_bytes
-FROM users`;
+SELECT u.username, u.sub_admin_id, u.is_active, u.max_clients, u.activation_type, u.expiry_date, u.first_connection_at,
+  u.data_limit, u.data_limit_unit, u.data_limit_bytes,
+  COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes
+FROM users u
+LEFT JOIN user_usage uu ON uu.user_id = u.id`;
 
 /**
  * Users: create (single and bulk), edit, toggle, reset, revoke, delete, and what the API and
@@ -368,7 +371,7 @@ export class UsersService {
     const isSub = principal.kind === 'sub_admin';
     const replacements = isSub ? { sid: principal.subAdminId } : {};
     const [rawUsers, rawResellers] = await Promise.all([
-      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE sub_admin_id = :sid' : ''} ORDER BY id`, { type: QueryTypes.SELECT, replacements }),
+      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = :sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, replacements }),
       sequelize.query<Record<string, unknown>>(
         `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = :sid' : ''} ORDER BY id`,
         { type: QueryTypes.SELECT, replacements },
@@ -499,8 +502,6 @@ export class UsersService {
             ...toAttributes(user),
             username,
             sub_admin_id: subAdminId,
-            upload_bytes: 0,
-            download_bytes: 0,
             last_traffic_reset_at: null,
             wg_private_key: keys?.privateKey ?? null,
             wg_public_key: keys?.publicKey ?? null,
@@ -583,10 +584,16 @@ export class UsersService {
     const reEnabled = await this.ctx.db.transaction(async (transaction) => {
       const user = await this.findOwned(principal, username, transaction);
       if (!user) throw notFound(NOT_FOUND);
-      const before = readUserRow(user.get({ plain: true }) as unknown as Record<string, unknown>);
+      const usage = await UserUsage.findByPk(user.id, { transaction });
+      const before = readUserRow({
+        ...(user.get({ plain: true }) as unknown as Record<string, unknown>),
+        upload_bytes: usage?.upload_bytes ?? 0,
+        download_bytes: usage?.download_bytes ?? 0,
+      });
       const reseller = await this.resellerRow(before.sub_admin_id, transaction);
       const statusBefore = statusOf(before, reseller, now);
-      await user.update({ upload_bytes: 0, download_bytes: 0, last_traffic_reset_at: now }, { transaction });
+      if (usage) await UserUsage.update({ upload_bytes: 0, download_bytes: 0 }, { where: { user_id: user.id }, transaction });
+      await user.update({ last_traffic_reset_at: now }, { transaction });
       const statusAfter = statusOf({ ...before, upload_bytes: 0, download_bytes: 0 }, reseller, now);
       return statusBefore === 'limited' && userOverLimit(before) && mayConnect(statusAfter);
     });
@@ -615,6 +622,7 @@ export class UsersService {
       const user = await this.findOwned(principal, username, transaction);
       if (!user) throw notFound(NOT_FOUND);
       await SubscriptionToken.destroy({ where: { user_id: user.id }, transaction });
+      await UserUsage.destroy({ where: { user_id: user.id }, transaction });
       await user.destroy({ transaction });
     });
     this.ctx.logger.info({ username, by: principalLabel(principal) }, 'user deleted');

@@ -124,7 +124,7 @@ function tickWrite(day: string, run: number, journal: AccountingJournal): TickWr
 
 /** The figure only counts if the writes are right: spot-check totals after every tick. */
 async function verify(db: Database): Promise<void> {
-  const [[row]] = (await db.sequelize.query('SELECT SUM(upload_bytes) AS up, SUM(download_bytes) AS down FROM users')) as unknown as [[{ up: number; down: number }]];
+  const [[row]] = (await db.sequelize.query('SELECT SUM(upload_bytes) AS up, SUM(download_bytes) AS down FROM user_usage')) as unknown as [[{ up: number; down: number }]];
   const [[daily]] = (await db.sequelize.query('SELECT SUM(rx) AS rx, SUM(tx) AS tx, COUNT(*) AS n FROM usage_daily')) as unknown as [[{ rx: number; tx: number; n: number }]];
   const reloaded = new AccountingJournal();
   const sessions = { n: (await reloaded.load()).length };

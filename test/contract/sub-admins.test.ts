@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ApiKey, NodeRecord, PortReservation, SubAdmin, SubscriptionToken, User } from '../../core/db';
+import { ApiKey, NodeRecord, PortReservation, SubAdmin, SubscriptionToken, User, UserUsage } from '../../core/db';
 import type { DomainEventMap } from '../../core/events';
 import { randomKey, sha256Hex, verifyPassword } from '../../core/secrets';
 import { GiB } from '../../core/services/user-status';
@@ -16,7 +16,11 @@ function recordEvents(h: Harness, names: (keyof DomainEventMap)[]) {
 
 let userCounter = 0;
 /** Users are inserted directly: this suite is about resellers, not the users API. */
-async function insertUser(subAdminId: number | null, fields: Partial<Parameters<typeof User.create>[0]> = {}): Promise<User> {
+/** A user row (plus its usage counters in user_usage when given) and a subscription token. */
+async function insertUser(
+  subAdminId: number | null,
+  { upload_bytes = 0, download_bytes = 0, ...fields }: Partial<Parameters<typeof User.create>[0]> & { upload_bytes?: number; download_bytes?: number } = {},
+): Promise<User> {
   const user = await User.create({
     username: `u${++userCounter}_${randomKey(3).replace(/[^a-zA-Z0-9]/g, 'x')}`,
     sub_admin_id: subAdminId,
@@ -34,6 +38,7 @@ async function insertUser(subAdminId: number | null, fields: Partial<Parameters<
     notes: null,
     ...fields,
   });
+  if (upload_bytes || download_bytes) await UserUsage.create({ user_id: user.id, upload_bytes, download_bytes });
   await SubscriptionToken.create({ user_id: user.id, token: randomKey(24), revoked_at: null });
   return user;
 }

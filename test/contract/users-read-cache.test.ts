@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ApiKey, SubAdmin, User } from '../../core/db';
+import { ApiKey, SubAdmin, User, UserUsage } from '../../core/db';
 import { randomKey, sha256Hex, hashPassword } from '../../core/secrets';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
@@ -28,9 +28,10 @@ forEachDatabase((kind) => {
 
     it('a write through a model, raw SQL or a transaction shows on the very next GET', async () => {
       expect((await get('cached_a', keyA)).body.upload_bytes).to.equal(0);
-      await User.update({ upload_bytes: 111 }, { where: { username: 'cached_a' } });
+      const user = (await User.findOne({ where: { username: 'cached_a' } }))!;
+      await UserUsage.create({ user_id: user.id, upload_bytes: 111 });
       expect((await get('cached_a', keyA)).body.upload_bytes).to.equal(111);
-      await h.core.ctx.db.sequelize.query(`UPDATE users SET download_bytes = 222 WHERE username = 'cached_a'`);
+      await h.core.ctx.db.sequelize.query(`UPDATE user_usage SET download_bytes = 222 WHERE user_id = (SELECT id FROM users WHERE username = 'cached_a')`);
       expect((await get('cached_a', keyA)).body.download_bytes).to.equal(222);
       await h.core.ctx.db.transaction(async (transaction) => {
         await User.update({ notes: 'in a transaction' }, { where: { username: 'cached_a' }, transaction });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ApiKey, NodeRecord, Port, PortAssignment, SubAdmin, SubscriptionToken, User } from '../../core/db';
+import { ApiKey, NodeRecord, Port, PortAssignment, SubAdmin, SubscriptionToken, User, UserUsage } from '../../core/db';
 import type { DomainEventMap } from '../../core/events';
 import { randomKey, sha256Hex } from '../../core/secrets';
 import { wireGuardPublicKeyOf } from '../../core/services/wireguard-keys';
@@ -81,6 +81,11 @@ forEachDatabase((kind) => {
       return res.body;
     };
     const countUsers = () => User.count();
+    /** Sets a user's usage counters (kept in user_usage, apart from the users row). */
+    const setUsage = async (name: string, upload_bytes: number, download_bytes: number) => {
+      const user = (await User.findOne({ where: { username: name }, attributes: ['id'], raw: true }))!;
+      await UserUsage.upsert({ user_id: user.id, upload_bytes, download_bytes });
+    };
     const tokenOf = (url: string) => new URL(url).searchParams.get('token')!;
 
     /** Records domain events and, for each, whether the named users' rows were visible then (i.e. committed). */
@@ -567,7 +572,7 @@ forEachDatabase((kind) => {
         const r = await createReseller();
         await createUser('list_main', { data_limit: 10, expiry_date_str: '2026-12-31', max_clients: 3 });
         await createUser('list_res', {}, r.key);
-        await User.update({ upload_bytes: 5, download_bytes: 7 }, { where: { username: 'list_main' } });
+        await setUsage('list_main', 5, 7);
         const res = await admin().get('/users/list_all');
         expect(res.status).to.equal(200);
         expect(res.body).to.have.keys(['success', 'main_admin', 'sub_admins']);
@@ -783,7 +788,7 @@ forEachDatabase((kind) => {
         await createUser('reset_expired', { data_limit: 1, expiry_days: 1 });
         await createUser('reset_reseller', { data_limit: 1 }, r.key);
         for (const name of ['reset_limited', 'reset_unlimited', 'reset_disabled', 'reset_expired', 'reset_reseller']) {
-          await User.update({ upload_bytes: GiB, download_bytes: GiB }, { where: { username: name } });
+          await setUsage(name, GiB, GiB);
         }
         await admin().post('/users/reset_disabled/toggle');
         await SubAdmin.update({ used_traffic_bytes: 3 * GiB }, { where: { id: r.id } });
@@ -917,7 +922,7 @@ forEachDatabase((kind) => {
         const a = await createReseller();
         const b = await createReseller();
         await createUser('iso_user', { data_limit: 5, notes: 'A owns this', enable_l2tp: true }, a.key);
-        await User.update({ upload_bytes: 100, download_bytes: 200 }, { where: { username: 'iso_user' } });
+        await setUsage('iso_user', 100, 200);
         const before = await detail('iso_user', a.key);
         const tokensBefore = await SubscriptionToken.findAll({ raw: true, order: [['id', 'ASC']] });
 

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { InferCreationAttributes } from 'sequelize';
 import { AccountingEngine } from '../../core/accounting/engine';
 import { PluginRegistry } from '../../core/plugin/registry';
-import { NodeRecord, SubAdmin, User, UsageDaily } from '../../core/db';
+import { NodeRecord, SubAdmin, User, UsageDaily, UserUsage } from '../../core/db';
 import { MAIN_ADMIN } from '../../core/principal';
 import { hashPassword } from '../../core/secrets';
 import { GiB } from '../../core/services/user-status';
@@ -14,10 +14,11 @@ import { createHarness, forEachDatabase, type DatabaseKind, type Harness } from 
  * daemons) on a real database. Every expectation is an exact byte count.
  */
 
-type UserAttrs = Partial<InferCreationAttributes<User>>;
+/** User attributes, plus usage counters to start from (stored in user_usage). */
+type UserAttrs = Partial<InferCreationAttributes<User>> & { upload_bytes?: number; download_bytes?: number };
 
-async function mkUser(username: string, attrs: UserAttrs = {}): Promise<User> {
-  return User.create({
+async function mkUser(username: string, { upload_bytes = 0, download_bytes = 0, ...attrs }: UserAttrs = {}): Promise<User> {
+  const user = await User.create({
     username,
     data_limit_bytes: 0,
     max_clients: 10,
@@ -40,6 +41,15 @@ async function mkUser(username: string, attrs: UserAttrs = {}): Promise<User> {
     sub_admin_id: null,
     ...attrs,
   } as InferCreationAttributes<User>);
+  if (upload_bytes || download_bytes) await UserUsage.create({ user_id: user.id, upload_bytes, download_bytes });
+  return user;
+}
+
+/** Sets these users' usage counters (creating their user_usage rows as needed). */
+async function setUsage(usernames: string[], upload_bytes: number, download_bytes: number): Promise<void> {
+  for (const u of await User.findAll({ where: { username: usernames }, attributes: ['id'], raw: true })) {
+    await UserUsage.upsert({ user_id: u.id, upload_bytes, download_bytes });
+  }
 }
 
 async function mkReseller(username: string, attrs: Partial<InferCreationAttributes<SubAdmin>> = {}): Promise<SubAdmin> {
@@ -58,7 +68,8 @@ async function mkReseller(username: string, attrs: Partial<InferCreationAttribut
 async function usage(username: string): Promise<{ up: number; down: number }> {
   const u = await User.findOne({ where: { username }, raw: true });
   if (!u) throw new Error(`no user ${username}`);
-  return { up: Number(u.upload_bytes), down: Number(u.download_bytes) };
+  const c = await UserUsage.findByPk(u.id);
+  return { up: c?.upload_bytes ?? 0, down: c?.download_bytes ?? 0 };
 }
 
 async function daily(username: string): Promise<Array<{ server_id: string; protocol: string; day: string; rx: number; tx: number }>> {
@@ -487,7 +498,7 @@ function suite(kind: DatabaseKind) {
       await mkUser('alice', { data_limit_bytes: 1000, data_limit_reset_strategy: 'day', last_traffic_reset_at: new Date('2026-06-01T12:00:00Z') });
       await mkUser('bob', { data_limit_reset_strategy: 'month', last_traffic_reset_at: new Date('2026-01-31T00:00:00Z') });
       await mkUser('carol', { data_limit_reset_strategy: 'no_reset', upload_bytes: 5, download_bytes: 5 });
-      await User.update({ upload_bytes: 700, download_bytes: 700 }, { where: { username: ['alice', 'bob'] } });
+      await setUsage(['alice', 'bob'], 700, 700);
       let r = await tick();
       expect(r.resetUsers, 'bob: Jan 31 + 1 month = Feb 28, long past').to.deep.equal(['bob']);
       expect(await usage('alice')).to.deep.equal({ up: 700, down: 700 });
