@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import { ApiKey, NodeRecord, PortReservation, SubAdmin, SubscriptionToken, User, UserUsage } from '../../core/db';
+import { ApiKey, NodeRecord, PortReservation, SubAdmin, SubscriptionToken, User } from '../../core/db';
 import type { DomainEventMap } from '../../core/events';
 import { randomKey, sha256Hex, verifyPassword } from '../../core/secrets';
 import { GiB } from '../../core/services/user-status';
+import { insertUserRow } from '../helpers/user-rows';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
 const GB = GiB;
@@ -21,24 +22,13 @@ async function insertUser(
   subAdminId: number | null,
   { upload_bytes = 0, download_bytes = 0, ...fields }: Partial<Parameters<typeof User.create>[0]> & { upload_bytes?: number; download_bytes?: number } = {},
 ): Promise<User> {
-  const user = await User.create({
+  const user = await insertUserRow({
     username: `u${++userCounter}_${randomKey(3).replace(/[^a-zA-Z0-9]/g, 'x')}`,
     sub_admin_id: subAdminId,
-    expiry_date: null,
-    first_connection_at: null,
-    pending_activation_days: null,
-    last_traffic_reset_at: null,
-    openvpn_password: null,
-    l2tp_password: null,
-    cisco_password: null,
-    wg_private_key: null,
-    wg_public_key: null,
-    wg_address: null,
-    nodes: null,
-    notes: null,
+    upload_bytes,
+    download_bytes,
     ...fields,
   });
-  if (upload_bytes || download_bytes) await UserUsage.create({ user_id: user.id, upload_bytes, download_bytes });
   await SubscriptionToken.create({ user_id: user.id, token: randomKey(24), revoked_at: null });
   return user;
 }

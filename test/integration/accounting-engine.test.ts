@@ -8,6 +8,7 @@ import { hashPassword } from '../../core/secrets';
 import { GiB } from '../../core/services/user-status';
 import { addScriptedPlugin, type ScriptedPlugin } from '../fakes/scripted-plugin';
 import { createHarness, forEachDatabase, type DatabaseKind, type Harness } from '../helpers/harness';
+import { insertUserRow } from '../helpers/user-rows';
 
 /**
  * The accounting engine and enforcement, driven by scripted plugins (test doubles for the VPN
@@ -17,8 +18,8 @@ import { createHarness, forEachDatabase, type DatabaseKind, type Harness } from 
 /** User attributes, plus usage counters to start from (stored in user_usage). */
 type UserAttrs = Partial<InferCreationAttributes<User>> & { upload_bytes?: number; download_bytes?: number };
 
-async function mkUser(username: string, { upload_bytes = 0, download_bytes = 0, ...attrs }: UserAttrs = {}): Promise<User> {
-  const user = await User.create({
+async function mkUser(username: string, attrs: UserAttrs = {}): Promise<User> {
+  return insertUserRow({
     username,
     data_limit_bytes: 0,
     max_clients: 10,
@@ -26,23 +27,8 @@ async function mkUser(username: string, { upload_bytes = 0, download_bytes = 0, 
     enable_l2tp: true,
     enable_cisco: true,
     enable_wg: true,
-    expiry_date: null,
-    first_connection_at: null,
-    pending_activation_days: null,
-    last_traffic_reset_at: null,
-    openvpn_password: null,
-    l2tp_password: null,
-    cisco_password: null,
-    wg_private_key: null,
-    wg_public_key: null,
-    wg_address: null,
-    nodes: null,
-    notes: null,
-    sub_admin_id: null,
     ...attrs,
-  } as InferCreationAttributes<User>);
-  if (upload_bytes || download_bytes) await UserUsage.create({ user_id: user.id, upload_bytes, download_bytes });
-  return user;
+  });
 }
 
 /** Sets these users' usage counters (creating their user_usage rows as needed). */

@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Duplex, PassThrough } from 'node:stream';
 import { DomainError } from '../../core/errors';
-import { HostError, type Host, type StreamTarget } from '../../core/hosts/host';
+import { HostError, type StreamTarget } from '../../core/hosts/host';
+import { UnusedHost } from '../fakes/unused-host';
+import { until } from '../helpers/vpn-lab';
 import {
   ManagementClient,
   ManagementParser,
@@ -81,12 +83,12 @@ class FakeConnection {
 }
 
 /** A Host that only opens streams: to FakeConnections, or fails while `refuse` > 0. */
-class FakeHost implements Host {
-  readonly id = 'fake';
+class FakeHost extends UnusedHost {
+  override readonly id = 'fake';
   readonly connections: FakeConnection[] = [];
   refuse = 0;
   attempts = 0;
-  async openStream(target: StreamTarget): Promise<Duplex> {
+  override async openStream(target: StreamTarget): Promise<Duplex> {
     this.attempts++;
     expect(target).to.deep.equal({ path: '/run/test/mgmt.sock' });
     if (this.refuse > 0) {
@@ -96,36 +98,6 @@ class FakeHost implements Host {
     const c = new FakeConnection();
     this.connections.push(c);
     return c.clientSide;
-  }
-  run(): never {
-    throw new Error('not used');
-  }
-  spawn(): never {
-    throw new Error('not used');
-  }
-  readFile(): never {
-    throw new Error('not used');
-  }
-  writeFileAtomic(): never {
-    throw new Error('not used');
-  }
-  mkdirp(): never {
-    throw new Error('not used');
-  }
-  remove(): never {
-    throw new Error('not used');
-  }
-  exists(): never {
-    throw new Error('not used');
-  }
-  async close(): Promise<void> {}
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -306,13 +278,13 @@ describe('OpenVPN management client', () => {
         expect((e as DomainError).kind).to.equal('unavailable');
         expect((e as Error).message).to.match(/lost/);
       }
-      await until(() => host.connections.length === 2 && mgmt.connected, 'reconnect');
+      await until(() => host.connections.length === 2 && mgmt.connected, 'reconnect', 2000, 10);
       expect(lost).to.have.length(1);
       expect(connects).to.equal(2);
       // Not connected: commands are refused at once, not queued.
       host.refuse = 1000;
       host.connections[1]!.hangUp();
-      await until(() => !mgmt.connected, 'disconnect');
+      await until(() => !mgmt.connected, 'disconnect', 2000, 10);
       try {
         await mgmt.kill('user1');
         expect.fail('kill should be refused while disconnected');
@@ -332,7 +304,7 @@ describe('OpenVPN management client', () => {
         expect((e as Error).message).to.match(/timed out/);
       }
       expect(Date.now() - started).to.be.lessThan(2000);
-      await until(() => host.connections.length === 2 && mgmt.connected, 'new connection');
+      await until(() => host.connections.length === 2 && mgmt.connected, 'new connection', 2000, 10);
       expect(host.connections[0]!.closed).to.equal(true);
     });
 
@@ -349,9 +321,9 @@ describe('OpenVPN management client', () => {
         held = req;
       });
       c1.sendLines(['>CLIENT:CONNECT,5,1', '>CLIENT:ENV,END']);
-      await until(() => held !== undefined, 'connect-request');
+      await until(() => held !== undefined, 'connect-request', 2000, 10);
       c1.hangUp();
-      await until(() => host.connections.length === 2 && mgmt.connected, 'reconnect');
+      await until(() => host.connections.length === 2 && mgmt.connected, 'reconnect', 2000, 10);
       await held!.allow(); // meant for the old OpenVPN run: must not reach the new one
       await new Promise((r) => setTimeout(r, 50));
       expect(host.connections[1]!.written).to.deep.equal([]);

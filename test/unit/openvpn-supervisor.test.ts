@@ -1,5 +1,7 @@
 import { expect } from 'chai';
-import type { Host, HostProcess, HostProcessExit, SpawnOptions } from '../../core/hosts/host';
+import type { HostProcess, HostProcessExit, SpawnOptions } from '../../core/hosts/host';
+import { UnusedHost } from '../fakes/unused-host';
+import { until } from '../helpers/vpn-lab';
 import { ProcessSupervisor, type SupervisedExit } from '../../plugins/openvpn/supervisor';
 
 /*
@@ -31,47 +33,17 @@ class FakeProcess implements HostProcess {
   }
 }
 
-class SpawnHost implements Host {
-  readonly id = 'fake';
+class SpawnHost extends UnusedHost {
+  override readonly id = 'fake';
   readonly procs: FakeProcess[] = [];
   readonly spawnTimes: number[] = [];
   obeys: string[] = ['SIGTERM', 'SIGKILL'];
-  spawn(argv: readonly string[], options?: SpawnOptions): HostProcess {
+  override spawn(argv: readonly string[], options?: SpawnOptions): HostProcess {
     expect(argv).to.deep.equal(['openvpn', '--config', '/etc/x.conf']);
     const p = new FakeProcess(1000 + this.procs.length, options?.onOutput, this.obeys);
     this.procs.push(p);
     this.spawnTimes.push(Date.now());
     return p;
-  }
-  run(): never {
-    throw new Error('not used');
-  }
-  readFile(): never {
-    throw new Error('not used');
-  }
-  writeFileAtomic(): never {
-    throw new Error('not used');
-  }
-  mkdirp(): never {
-    throw new Error('not used');
-  }
-  remove(): never {
-    throw new Error('not used');
-  }
-  exists(): never {
-    throw new Error('not used');
-  }
-  openStream(): never {
-    throw new Error('not used');
-  }
-  async close(): Promise<void> {}
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -85,13 +57,13 @@ describe('OpenVPN process supervisor (fake host)', () => {
     sup.on('exit', (e) => exits.push(e));
     sup.start();
     try {
-      await until(() => host.procs.length === 1, 'first spawn');
+      await until(() => host.procs.length === 1, 'first spawn', 3000, 5);
       expect(sup.pid).to.equal(1000);
       host.procs[0]!.onOutput!('line 1\nline 2\nline 3\nOptions error: --dev ');
       host.procs[0]!.onOutput!('pgtun0 busy\n');
       host.procs[0]!.exit(1);
       for (let i = 1; i <= 4; i++) {
-        await until(() => host.procs.length === i + 1, `restart ${i}`);
+        await until(() => host.procs.length === i + 1, `restart ${i}`, 3000, 5);
         if (i < 4) host.procs[i]!.exit(null, 'SIGKILL');
       }
       const gaps = host.spawnTimes.slice(1).map((t, i) => t - host.spawnTimes[i]!);
@@ -115,15 +87,15 @@ describe('OpenVPN process supervisor (fake host)', () => {
     const sup = new ProcessSupervisor({ host, argv, name: 'test', initialBackoffMs: 50, maxBackoffMs: 1000, stableAfterMs: 150 });
     sup.start();
     try {
-      await until(() => host.procs.length === 1, 'spawn');
+      await until(() => host.procs.length === 1, 'spawn', 3000, 5);
       host.procs[0]!.exit(1);
-      await until(() => host.procs.length === 2, 'restart 1');
+      await until(() => host.procs.length === 2, 'restart 1', 3000, 5);
       host.procs[1]!.exit(1); // quick failure: next delay doubles (100), then 200
-      await until(() => host.procs.length === 3, 'restart 2');
+      await until(() => host.procs.length === 3, 'restart 2', 3000, 5);
       await new Promise((r) => setTimeout(r, 200)); // stable now
       const before = Date.now();
       host.procs[2]!.exit(1);
-      await until(() => host.procs.length === 4, 'restart 3');
+      await until(() => host.procs.length === 4, 'restart 3', 3000, 5);
       expect(Date.now() - before).to.be.lessThan(150); // back to 50 ms, not 200
     } finally {
       await sup.stop();
@@ -137,7 +109,7 @@ describe('OpenVPN process supervisor (fake host)', () => {
     const exits: SupervisedExit[] = [];
     sup.on('exit', (e) => exits.push(e));
     sup.start();
-    await until(() => host.procs.length === 1, 'spawn');
+    await until(() => host.procs.length === 1, 'spawn', 3000, 5);
     const started = Date.now();
     await sup.stop();
     expect(Date.now() - started).to.be.within(90, 1500);
@@ -163,7 +135,7 @@ describe('OpenVPN process supervisor (fake host)', () => {
     });
     sup.start();
     try {
-      await until(() => host.procs.length === 1, 'spawn after two failed preparations');
+      await until(() => host.procs.length === 1, 'spawn after two failed preparations', 3000, 5);
       expect(calls).to.equal(3);
     } finally {
       await sup.stop();
