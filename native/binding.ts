@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { Engine, PreparedPoll, RawEnded, RawTick, RawVanished } from './engine';
 import type { TrackedSession } from './types';
 
-interface NativeTrackerInstance {
+/** The addon's tracker: the Engine contract, but with raw buffers and numeric remote addresses. */
+type NativeTrackerInstance = Omit<Engine, 'tick' | 'remoteAt'> & {
   tick(polls: unknown[]): {
     tick: number;
     rowCount: number;
@@ -26,22 +27,8 @@ interface NativeTrackerInstance {
     vanished: RawVanished[];
     polls: Float64Array;
   };
-  keyAt(row: number): string;
   remoteAt(row: number): string | number;
-  ended(
-    key: string,
-    rx: number,
-    tx: number,
-    connectedAt: number | undefined,
-    user: string | undefined,
-    scope: string | undefined,
-  ): RawEnded | null;
-  seed(key: string, scope: string, user: string, rx: number, tx: number, connectedAt: number, ended: boolean): void;
-  forget(key: string): boolean;
-  snapshot(): TrackedSession[];
-  size(): number;
-  reset(): void;
-}
+};
 
 export interface NativeAddon {
   NativeTracker: new () => NativeTrackerInstance;
