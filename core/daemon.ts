@@ -7,7 +7,7 @@ import type { Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
 import type { Logger } from './logger';
-import { startProtocols } from './protocols';
+import { startProtocols } from './protocols/start';
 
 export interface DaemonHandle {
   core: Core;

@@ -14,6 +14,14 @@ export interface DomainEventMap {
   'ports.changed': Record<string, never>;
   'nodes.changed': { nodeId: number };
   'settings.changed': { key: string };
+  /**
+   * An accounting tick committed usage. `usernames`: users whose counters moved;
+   * `statusChanged`: users whose status the tick changed (limited, activated, reset). The tick
+   * has already enforced on them; listeners recompute what depends on usage (desired state).
+   */
+  'usage.committed': { usernames: string[]; statusChanged: string[] };
+  /** The panel's CA revoked or re-issued certificates: plugins get the new CRL. */
+  'pki.changed': Record<string, never>;
 }
 
 export class DomainEvents {

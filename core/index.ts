@@ -7,3 +7,4 @@ export * from './errors';
 export type { Host, HostProcess, HostProcessExit, RunOptions, RunResult, SpawnOptions, StreamTarget } from './hosts/host';
 export { HostError, isHostError, runChecked } from './hosts/host';
 export type { Logger } from './logger';
+export { PROTOCOLS, PROTOCOL_IDS, protocolSpec, isProtocolId, type ProtocolSpec } from './protocols/table';

@@ -1,12 +1,16 @@
 import type { z } from 'zod';
 import type { Host } from '../hosts/host';
 import type { Logger } from '../logger';
+import type { ProtocolId, Transport } from '../protocols/table';
 
-/** Protocol identifiers as they appear in the API (`enable_openvpn`, `enable_l2tp`, …). */
-export type ProtocolId = 'openvpn' | 'l2tp' | 'cisco' | 'wireguard';
+export type { ProtocolId, Transport } from '../protocols/table';
 
-/** Version of this interface; a plugin built for another major version is refused at load. */
-export const PLUGIN_API_VERSION = 1;
+/**
+ * Version of this interface, `major.minor`. A plugin declares the version it was built for;
+ * core loads it when the majors are equal and the plugin's minor is not newer than core's
+ * (minors only ever add optional members).
+ */
+export const PLUGIN_API_VERSION = '2.0';
 
 /** One live connection as the VPN daemon reports it. Counters are cumulative since it began. */
 export interface LiveSession {
@@ -27,20 +31,24 @@ export interface LiveSession {
 /** Raw status text formats the native accounting addon parses in one call. */
 export type StatusFormat = 'openvpn-status3' | 'wg-dump' | 'ocserv-json';
 
+/** One daemon's status text; `scope` makes its connection ids unique across the plugin's daemons. */
+export interface StatusText {
+  scope: string;
+  text: string;
+}
+
 /**
- * What a plugin hands the accounting engine each tick: either parsed sessions, or the
- * daemon's raw status text so the native addon can parse it without building JS objects.
+ * What a plugin hands the accounting engine each tick: either parsed sessions, or its daemons'
+ * raw status texts so the native addon parses them without building JS objects. A plugin
+ * always answers in the form its `capabilities.poll` declares.
  */
 export type SessionPoll =
   | { kind: 'sessions'; sessions: LiveSession[] }
   | {
       kind: 'status-text';
       format: StatusFormat;
-      text: string;
-      /** Prefix that makes the daemon's own connection ids unique across servers/instances. */
-      scope: string;
-      protocol: ProtocolId;
-      serverId: string;
+      /** One entry per daemon (an OpenVPN process per listener, a WireGuard interface…). */
+      texts: StatusText[];
       /** WireGuard reports public keys, not names: key → username. */
       peerNames?: ReadonlyMap<string, string>;
     };
@@ -61,33 +69,131 @@ export interface AuthorizeRequest {
   serverId: string;
 }
 
-/** The desired state of one protocol on one host; plugins make the daemon match it exactly. */
+/** One user in the desired state of one protocol on one host. */
 export interface DesiredUser {
   username: string;
+  /** The protocol's password (plain text), when it has one. */
   password?: string;
-  /** Any per-protocol material core stores for the plugin (e.g. WireGuard keys and address). */
-  material?: Record<string, string>;
+  /**
+   * The protocol's per-user material core keeps (the protocol table names it), e.g.
+   * WireGuard's `publicKey` and `address`. Only public parts reach a server.
+   */
+  material: Readonly<Record<string, string>>;
+}
+
+/** Server-wide settings a plugin may declare it needs (`capabilities.settings`). */
+export type ServerSettingKey = 'ipsec_psk' | 'pki_crl';
+
+export interface ListenerSpec {
+  port: number;
+  protocol: Transport;
+}
+
+/**
+ * Everything one plugin instance must make its host match, computed by core. Plugins make
+ * the daemon equal to it: add what is missing, remove (and cut) what is not listed, change
+ * nothing else. Calling `apply` twice with the same state changes nothing the second time.
+ */
+export interface DesiredState {
+  /**
+   * For a plugin that gates logins: every user entitled to the protocol on this server (the
+   * daemon asks `authorize` for the rest). Otherwise: exactly the users allowed to connect
+   * *now* (not disabled, expired, over a limit or over `max_clients`).
+   */
+  users: readonly DesiredUser[];
+  /** Ports to listen on (only for plugins with `capabilities.takesListeners`). */
+  listeners: readonly ListenerSpec[];
+  /** Values of the settings the plugin declared (`capabilities.settings`). */
+  settings: Readonly<Partial<Record<ServerSettingKey, string>>>;
 }
 
 export interface PortNeed {
   port: number;
-  protocol: 'tcp' | 'udp';
+  protocol: Transport;
   purpose: string;
 }
 
 export type Availability = { available: true } | { available: false; reason: string };
+
+/** A certificate and its private key, PEM. */
+export interface CertificateBundle {
+  certificate: string;
+  privateKey: string;
+}
+
+/**
+ * The panel's one certificate authority. Its CA lives with the main server's data, so every
+ * host's servers and every user's certificate chain to the same root and re-provisioning a
+ * node invalidates nothing. Revoked certificates reach plugins as the `pki_crl` setting.
+ */
+export interface PluginPki {
+  caCertificate(): Promise<string>;
+  /** A server certificate for `commonName` (issued once, then the same until it nears expiry). */
+  serverCertificate(commonName: string, options?: { dnsNames?: string[]; ipAddresses?: string[] }): Promise<CertificateBundle>;
+  /** The user's client certificate: the same until the user is revoked or deleted. */
+  clientCertificate(username: string): Promise<CertificateBundle>;
+}
+
+/** The plugin's view of time; tests drive it with a manual clock. */
+export interface PluginClock {
+  now(): Date;
+}
 
 /** What core gives a plugin instance. */
 export interface PluginContext<Config> {
   host: Host;
   config: Config;
   logger: Logger;
+  clock: PluginClock;
+  /** The server this instance runs for: `main`, `node_3`. */
+  serverId: string;
   /** Directory on the host where the plugin keeps its files. */
   stateDir: string;
-  /** Core decides every connection; plugins call this from their daemon's auth hook. */
-  authorize(request: AuthorizeRequest): Promise<AuthorizeResult>;
+  pki: PluginPki;
+  /** Core decides every connection; plugins that gate logins call this from their daemon's auth hook. */
+  authorize(request: Omit<AuthorizeRequest, 'protocol' | 'serverId'> & Partial<AuthorizeRequest>): Promise<AuthorizeResult>;
   /** Plugins report ended sessions (with final counters) here as soon as the daemon says so. */
   sessionEnded(ended: SessionEnded): void;
+}
+
+/** A client configuration file a plugin renders (`capabilities.clientConfig`). */
+export interface ClientConfigFormat {
+  /** File name extension without the dot: `ovpn`, `conf`. */
+  extension: string;
+  mediaType: string;
+}
+
+/**
+ * What a plugin can do, declared once on its definition: core decides from this, never by
+ * probing for methods.
+ */
+export interface PluginCapabilities {
+  /** The daemon asks `ctx.authorize` at every login (OpenVPN's management interface). */
+  gatesLogins: boolean;
+  /** The plugin calls `ctx.sessionEnded` with final counters when a session ends. */
+  reportsEndedSessions: boolean;
+  /** The form of `pollSessions()` answers. */
+  poll: StatusFormat | 'sessions';
+  /** It listens on `DesiredState.listeners`. */
+  takesListeners: boolean;
+  /** Server settings it needs in `DesiredState.settings`. */
+  settings: readonly ServerSettingKey[];
+  /** It renders client configs (`renderClientConfig`). */
+  clientConfig: ClientConfigFormat | null;
+}
+
+/** One endpoint a client dials. */
+export interface ClientEndpoint {
+  host: string;
+  port: number;
+  protocol: Transport;
+}
+
+/** Everything a client config needs about its user, including client-only material (private keys). */
+export interface ClientUser {
+  username: string;
+  password?: string;
+  material: Readonly<Record<string, string>>;
 }
 
 /**
@@ -95,43 +201,34 @@ export interface PluginContext<Config> {
  *
  * @example
  * export default defineProtocolPlugin({
- *   id: 'openvpn', apiVersion: 1, configSchema: z.object({}),
- *   create: (ctx) => new OpenVpnInstance(ctx),
+ *   id: 'wireguard', apiVersion: '2.0', configSchema: z.object({}),
+ *   capabilities: { gatesLogins: false, reportsEndedSessions: false, poll: 'wg-dump', takesListeners: true, settings: [], clientConfig: { extension: 'conf', mediaType: 'text/plain' } },
+ *   create: (ctx) => new WireGuardInstance(ctx),
  * });
  */
 export interface ProtocolPluginInstance {
   availability(): Promise<Availability>;
-  /** Install/prepare files and start the daemon(s); safe to call again. */
-  start(): Promise<void>;
+  /**
+   * Make the host match `state`: write files, start or reload daemons, add and remove users
+   * (cutting removed users' sessions). Starts the daemon on first call; safe to call again.
+   */
+  apply(state: DesiredState): Promise<void>;
+  /** Stop the daemons this instance started. */
   stop(): Promise<void>;
-  /** Make the daemon allow exactly these users (others are removed and cut). */
-  syncUsers(users: readonly DesiredUser[]): Promise<void>;
+  /** Every port the last applied state listens on, for the port registry and the firewall. */
   ports(): Promise<PortNeed[]>;
   pollSessions(): Promise<SessionPoll>;
   /** Cut every session of a user, or one session by key. */
   disconnect(target: { username: string } | { sessionKey: string }): Promise<void>;
-  /** Listen on exactly these ports (protocols whose listeners come from the ports table). */
-  setListeners?(listeners: readonly ListenerSpec[]): Promise<void>;
-  /** Replace a user's per-protocol credentials (certificates) after a revoke; old ones stop working. */
-  renewCredentials?(username: string): Promise<void>;
-  /** A client configuration file for the user, dialing these endpoints. */
-  renderClientConfig?(username: string, endpoints: readonly ClientEndpoint[]): Promise<string>;
-}
-
-export interface ListenerSpec {
-  port: number;
-  protocol: 'tcp' | 'udp';
-}
-
-export interface ClientEndpoint {
-  host: string;
-  port: number;
-  protocol: 'tcp' | 'udp';
+  /** A client configuration file for the user dialing these endpoints (only with `capabilities.clientConfig`). */
+  renderClientConfig?(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string>;
 }
 
 export interface ProtocolPluginDefinition<Config = unknown> {
   id: ProtocolId;
-  apiVersion: number;
+  /** `major.minor` of the plugin API it was built for, e.g. `2.0`. */
+  apiVersion: string;
+  capabilities: PluginCapabilities;
   configSchema: z.ZodType<Config>;
   create(ctx: PluginContext<Config>): ProtocolPluginInstance;
 }

@@ -29,7 +29,7 @@ import {
   type UserListItem,
   type UserRow,
 } from './user-view';
-import { generateWireGuardKeyPair, wireGuardAddressFor } from './wireguard-keys';
+import { generateWireGuardKeyPair, wireGuardAddressFor } from '../protocols/wireguard-material';
 
 export type { SubscriptionDetail, UserDetail, UserListItem } from './user-view';
 

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { ApiKey, NodeRecord, Port, PortAssignment, SubAdmin, SubscriptionToken, User, UserUsage } from '../../core/db';
 import type { DomainEventMap } from '../../core/events';
 import { randomKey, sha256Hex } from '../../core/secrets';
-import { wireGuardPublicKeyOf } from '../../core/services/wireguard-keys';
+import { wireGuardPublicKeyOf } from '../../core/protocols/wireguard-material';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
 const GiB = 1024 ** 3;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import type { LocalHost } from '../../core/hosts/local-host';
-import { startProtocols, type RunningProtocols } from '../../core/protocols';
+import { startProtocols, type RunningProtocols } from '../../core/protocols/start';
 import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
 import { requirePrerequisite } from '../helpers/prereq';

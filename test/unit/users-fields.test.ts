@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DomainError } from '../../core/errors';
 import { applyUserFields, dataLimitBytes, expiryFromDateString } from '../../core/services/users';
 import { buildServerCatalog, effectiveServerIds, readResellerRow, readUserRow, toDate } from '../../core/services/user-view';
-import { generateWireGuardKeyPair, wireGuardAddressFor, wireGuardPublicKeyOf } from '../../core/services/wireguard-keys';
+import { generateWireGuardKeyPair, wireGuardAddressFor, wireGuardPublicKeyOf } from '../../core/protocols/wireguard-material';
 import type { OpenVpnEndpoint } from '../../core/services/servers';
 
 const NOW = new Date('2026-06-01T12:00:00.000Z');

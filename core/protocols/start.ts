@@ -1,7 +1,7 @@
-import type { Core } from './bootstrap';
-import type { Host } from './hosts/host';
-import { PluginProfileSource } from './reconciler/profiles';
-import { Reconciler, type ReconcilerOptions } from './reconciler/reconciler';
+import type { Core } from '../bootstrap';
+import type { Host } from '../hosts/host';
+import { PluginProfileSource } from '../reconciler/profiles';
+import { Reconciler, type ReconcilerOptions } from '../reconciler/reconciler';
 
 export interface ProtocolsOptions {
   /** The main server's host (LocalHost in production; a namespace in end-to-end tests). */
