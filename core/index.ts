@@ -8,3 +8,4 @@ export type { Host, HostProcess, HostProcessExit, RunOptions, RunResult, SpawnOp
 export { HostError, isHostError, runChecked } from './hosts/host';
 export type { Logger } from './logger';
 export { PROTOCOLS, PROTOCOL_IDS, protocolSpec, isProtocolId, type ProtocolSpec } from './protocols/table';
+export * from './plugin/kit';

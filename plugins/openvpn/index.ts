@@ -18,14 +18,14 @@ import { ManagementClient, type ConnectRequest } from './management';
 import { Pki } from './pki';
 import { renderClientProfile, renderServerConfig, type ClientRemote } from './render';
 import { openVpnScope, openVpnSessionKey, parseStatus3, sessionsFromStatus3, type Status3Client } from './status';
-import { ProcessSupervisor } from './supervisor';
+import { ProcessSupervisor } from '../../core';
 import { USERNAME_RE, assertHost, assertIp, assertPort, assertProto, assertSafePath, nthSubnet, parseIpv4Subnet } from './validate';
 
 export { ManagementClient, ManagementParser, sanitizeReason } from './management';
 export { Pki, parseIndex } from './pki';
 export { renderClientProfile, renderServerConfig } from './render';
 export { parseStatus3, sessionsFromStatus3, openVpnScope, openVpnSessionKey } from './status';
-export { ProcessSupervisor } from './supervisor';
+export { ProcessSupervisor } from '../../core';
 
 /** Plugin settings; every field has a default, so `{}` is a valid configuration. */
 export const openVpnConfigSchema = z.object({

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { HostProcess, HostProcessExit, SpawnOptions } from '../../core/hosts/host';
 import { UnusedHost } from '../fakes/unused-host';
 import { until } from '../helpers/vpn-lab';
-import { ProcessSupervisor, type SupervisedExit } from '../../plugins/openvpn/supervisor';
+import { ProcessSupervisor, type SupervisedExit } from '../../core';
 
 /*
  * The process supervisor with a fake host (no processes). Proves: it restarts a program that
@@ -47,7 +47,7 @@ class SpawnHost extends UnusedHost {
   }
 }
 
-describe('OpenVPN process supervisor (fake host)', () => {
+describe('kit: process supervisor (fake host)', () => {
   const argv = ['openvpn', '--config', '/etc/x.conf'];
 
   it('restarts after each exit with doubling, capped delays and reports code, signal and output tail', async () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Host, HostProcess, HostProcessExit } from '../../core';
-import type { Logger } from '../../core';
+import type { Host, HostProcess, HostProcessExit } from '../../hosts/host';
+import type { Logger } from '../../logger';
 
 /** How one run of the supervised program ended. */
 export interface SupervisedExit extends HostProcessExit {

@@ -1,0 +1,23 @@
+/**
+ * The plugin kit: generic parts every protocol plugin needs, so a plugin is only its
+ * protocol. Reached through `core/index.ts`.
+ */
+export { ProcessSupervisor, describeExit, type ProcessSupervisorOptions, type SupervisedExit, type SupervisorEvents } from './supervisor';
+export { parseIpv4Subnet, nthSubnet, subnetsOverlap, freeSubnet, ipv4ToInt, intToIpv4, ipv4Range, type Ipv4Subnet } from './ipv4';
+export {
+  USERNAME_PATTERN,
+  HOSTNAME_PATTERN,
+  SAFE_PATH_PATTERN,
+  COMMON_NAME_PATTERN,
+  assertUsername,
+  assertCommonName,
+  assertSafePath,
+  assertPort,
+  assertTransport,
+  assertIp,
+  assertHost,
+  assertIntRange,
+} from './validate';
+export { SerialLock } from './serial-lock';
+export { sameSecret } from './secret';
+export { parseStatusText, type StatusTextSession } from './status-text';
