@@ -20,3 +20,18 @@ export interface PanelPki extends PluginPki {
 }
 
 export type { CertificateBundle };
+
+export { OpensslPanelPki, parseIndex, type OpensslPkiOptions, type IndexEntry, type IssuedCertificate, type CertificateKind } from './openssl-pki';
+
+import { OpensslPanelPki, type OpensslPkiOptions } from './openssl-pki';
+
+/**
+ * The panel's PKI kept in `options.dir` on `options.host` (the main server's `<dataDir>/pki`).
+ *
+ * @example
+ * const pki = createPanelPki({ host: mainHost, dir: path.join(config.dataDir, 'pki'), clock });
+ * await pki.init();
+ */
+export function createPanelPki(options: OpensslPkiOptions): PanelPki {
+  return new OpensslPanelPki(options);
+}
