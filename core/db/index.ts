@@ -5,17 +5,21 @@ import { Umzug, SequelizeStorage } from 'umzug';
 import * as m0001 from './migrations/0001-initial';
 import * as m0002 from './migrations/0002-accounting';
 import * as m0003 from './migrations/0003-user-usage';
+import * as m0004 from './migrations/0004-address-leases';
 import { defineAccountingModels } from './accounting-models';
+import { defineAddressModels } from './address-models';
 import { defineModels } from './models';
 
 export * from './models';
 export * from './accounting-models';
+export * from './address-models';
 
 /** Migrations in order; each is a module with `up`/`down` taking the QueryInterface. */
 const migrations = [
   { name: '0001-initial', ...m0001 },
   { name: '0002-accounting', ...m0002 },
   { name: '0003-user-usage', ...m0003 },
+  { name: '0004-address-leases', ...m0004 },
 ];
 
 export interface Database {
@@ -107,6 +111,7 @@ export async function openDatabase(url: string): Promise<Database> {
   const generation = trackWrites(sequelize);
   defineModels(sequelize);
   defineAccountingModels(sequelize);
+  defineAddressModels(sequelize);
   const umzug = new Umzug({
     migrations: migrations.map((mig) => ({
       name: mig.name,
