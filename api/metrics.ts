@@ -1,7 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import { Registry } from 'prom-client';
-import { accountingEngineOf } from '../core/accounting/engine';
 import { forbidden } from '../core/errors';
 import type { Services } from '../core/services';
 import { toRestError } from './errors';
@@ -12,14 +10,13 @@ import { toRestError } from './errors';
  * A reseller's key is refused: the figures span every reseller.
  */
 export function metricsHandler(services: Services): RequestHandler {
-  const empty = new Registry();
   return async (req: Request, res: Response) => {
     try {
       if (!bearerMatches(req.get('authorization'), services.ctx.config.metricsToken)) {
         const principal = await services.auth.authenticate(req.get('x-api-key'));
         if (principal.kind !== 'main') throw forbidden('Permission denied: Main admin API key required.');
       }
-      const registry = accountingEngineOf(services.ctx)?.metrics.registry ?? empty;
+      const registry = services.metricsRegistry;
       const body = await registry.metrics();
       res.status(200).set('Content-Type', registry.contentType).set('Cache-Control', 'no-store').send(body);
     } catch (err) {

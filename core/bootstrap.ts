@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AccountingEngine } from './accounting/engine';
 import { systemClock, type Clock } from './clock';
@@ -8,10 +9,16 @@ import { emptyLiveView, type CoreContext } from './context';
 import { openDatabase, Setting } from './db';
 import { DomainEvents } from './events';
 import { logger as rootLogger, type Logger } from './logger';
+import { LocalHost } from './hosts/local-host';
+import { createPanelPki, type PanelPki } from './pki';
 import { PluginRegistry } from './plugin/registry';
+import { PORTS_TABLE_PROTOCOL } from './protocols/table';
 import { randomKey, SecretBox } from './secrets';
 import { createServices, type Services } from './services';
-import { DEFAULT_OPENVPN_PORT_SETTING, DEFAULT_OPENVPN_PROTOCOL_SETTING } from './services/servers';
+import { wireGuardAddressFor } from './protocols/wireguard-material';
+import type { AddressLeases } from './services';
+import { DEFAULT_LISTENER_PORT_SETTING, DEFAULT_LISTENER_TRANSPORT_SETTING } from './services/servers';
+import type { SettingsPropagation } from './services/settings';
 import { StatusBoard } from './status';
 
 export const IPSEC_PSK_SETTING = 'ipsec_psk';
@@ -23,11 +30,29 @@ export interface BootstrapOptions {
   ephemeral?: boolean;
 }
 
+/**
+ * Where a changed server setting goes once plugins run: the reconciler, started after the
+ * services (it needs them), takes this over in `startProtocols`. Before that no plugin runs,
+ * so no node took anything.
+ */
+export class LateSettingsPropagation implements SettingsPropagation {
+  private target: SettingsPropagation | null = null;
+  attach(target: SettingsPropagation | null): void {
+    this.target = target;
+  }
+  applySetting(key: string): Promise<string[]> {
+    return this.target ? this.target.applySetting(key) : Promise.resolve([]);
+  }
+}
+
 export interface Core {
   ctx: CoreContext;
   services: Services;
   /** Protocol plugin instances per (protocol, server). */
   plugins: PluginRegistry;
+  /** The panel's one CA (client and server certificates for every protocol and host). */
+  pki: PanelPki;
+  propagation: LateSettingsPropagation;
   /** Accounting + enforcement; its tick loop is started by the daemon (tests call `tick()`). */
   accounting: AccountingEngine;
   /** Set only when this start generated the main admin key (it is shown once). */
@@ -55,15 +80,28 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     live: emptyLiveView,
     status: new StatusBoard(),
   };
-  const services = createServices(ctx);
-  const plugins = new PluginRegistry(ctx);
+  // The CA lives with the main server's data; tests get a throwaway directory.
+  const pkiDir = options.ephemeral ? path.join(tmpdir(), `polygate-pki-${randomBytes(6).toString('hex')}`) : path.join(config.dataDir, 'pki');
+  const pki = createPanelPki({ host: new LocalHost(), dir: pkiDir, clock: ctx.clock });
+  const plugins = new PluginRegistry(ctx, pki);
   const accounting = new AccountingEngine(ctx, plugins, { processMetrics: !options.ephemeral });
   ctx.live = accounting.live;
+  const propagation = new LateSettingsPropagation();
+  const services = createServices(ctx, {
+    offer: plugins,
+    formats: plugins,
+    renderers: plugins,
+    addresses: interimAddresses,
+    metricsRegistry: accounting.metrics.registry,
+    propagation,
+  });
   await accounting.init();
   const core: Core = {
     ctx,
     services,
     plugins,
+    pki,
+    propagation,
     accounting,
     close: async () => {
       await accounting.stop();
@@ -92,8 +130,8 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
   await db.transaction(async (transaction) => {
     const defaults: Record<string, string> = {
       [IPSEC_PSK_SETTING]: randomKey(24),
-      [DEFAULT_OPENVPN_PORT_SETTING]: '1194',
-      [DEFAULT_OPENVPN_PROTOCOL_SETTING]: 'udp',
+      [DEFAULT_LISTENER_PORT_SETTING]: String(PORTS_TABLE_PROTOCOL.defaultPorts[0]!.port),
+      [DEFAULT_LISTENER_TRANSPORT_SETTING]: PORTS_TABLE_PROTOCOL.defaultPorts[0]!.protocol,
     };
     for (const [key, value] of Object.entries(defaults)) {
       const existing = await Setting.findByPk(key, { transaction });
@@ -101,11 +139,11 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     }
     // The panel's own port moves with the configuration: drop the old claim, take the new one.
     await services.portRegistry.release({ owner: 'panel' }, transaction);
-    const main = await services.servers.mainDefaultOpenVpn(transaction);
+    const main = await services.servers.mainDefaultListener(transaction);
     await services.portRegistry.claim(
       [
         { server: 'main', port: config.port, protocol: 'tcp', owner: 'panel' },
-        { server: 'main', port: main.port, protocol: main.protocol, owner: 'openvpn' },
+        { server: 'main', port: main.port, protocol: main.transport, owner: PORTS_TABLE_PROTOCOL.id },
       ],
       transaction,
     );
@@ -124,3 +162,10 @@ function loadOrCreateSecretKey(dataDir: string): Buffer {
   writeFileSync(file, key.toString('base64'), { mode: 0o600 });
   return key;
 }
+
+// TEMPORARY until core/services/address-pool.ts lands in this change: addresses derived from row ids.
+const interimAddresses: AddressLeases = {
+  poolOf: () => '10.66.0.0/16',
+  leaseMany: async (_pool, ids) => new Map(ids.map((id) => [id, wireGuardAddressFor(id)])),
+  releaseUsers: async () => undefined,
+};

@@ -7,7 +7,8 @@ import type { Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
 import type { Logger } from './logger';
-import { startProtocols } from './protocols/start';
+import { clientPoolOf, startProtocols } from './protocols/start';
+import { protocolSpec } from './protocols/table';
 
 export interface DaemonHandle {
   core: Core;
@@ -48,11 +49,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     firewallSync = firewallSync
       .then(async () => {
         const claims = (await services.portRegistry.list()).filter((c) => c.server === 'main');
-        // OpenVPN clients reach the world through the server: masquerade their pool.
-        const openvpnRuns = core.plugins.get('openvpn', 'main')?.state === 'available';
+        // VPN clients reach the world through the server: masquerade every running protocol's pool.
+        const pools = new Set(core.plugins.available().filter((p) => p.serverId === 'main').map((p) => clientPoolOf(core, protocolSpec(p.protocol))));
         await fw.apply({
           openPorts: claims.map((c) => ({ port: c.port, protocol: c.protocol, owner: c.owner })),
-          nat: openvpnRuns ? [{ sourceCidr: config.openvpnSubnetPool }] : [],
+          nat: [...pools].map((sourceCidr) => ({ sourceCidr })),
         });
       })
       .catch((err) => logger.error({ err }, 'firewall sync failed; will retry on the next change'));

@@ -3,30 +3,25 @@ import type { Services } from '../../core/services';
 import { toRestError } from '../errors';
 import { resolveSubscription, sendNotFound, setPrivatePageHeaders, tokenOf, type PublicPagesScope } from './subscription';
 
-export type { OpenVpnProfileSource } from '../../core/reconciler/profiles';
+/** A file name we make ourselves: an endpoint name and an extension, `[a-z0-9_]+.[a-z0-9]+`. */
+const FILE_NAME = /^[A-Za-z0-9_]{1,80}\.[a-z0-9]{1,10}$/;
 
-export const PROFILES_UNAVAILABLE_MESSAGE = 'OpenVPN profiles are not available: the OpenVPN plugin is not running on this server.';
-
-const OVPN_SUFFIX = '.ovpn';
-
-/** `GET /download/{username}/{name}.ovpn?token=…`: same token check as the page, then one profile. */
+/**
+ * `GET /download/{username}/{file}?token=…` (`main_udp.ovpn`, `main_wireguard.conf`): same token
+ * check as the page, then one client config rendered by the plugin that runs it.
+ */
 export async function downloadProfile(services: Services, scope: PublicPagesScope, req: Request, res: Response): Promise<void> {
   const file = String(req.params.file ?? '');
-  const endpointName = file.endsWith(OVPN_SUFFIX) ? file.slice(0, -OVPN_SUFFIX.length) : '';
   // Resolve even for a malformed file name, so every wrong link costs the same.
   const resolved = await resolveSubscription(services, String(req.params.username ?? ''), tokenOf(req), scope);
-  if (!resolved || !endpointName || !resolved.openvpnEndpointNames.includes(endpointName)) return sendNotFound(req, res);
+  const named = (c: { endpoint: { name: string }; extension: string }) => `${c.endpoint.name}.${c.extension}` === file;
+  const sub = resolved?.subscription;
+  if (!sub || !FILE_NAME.test(file) || !(sub.clientConfigs.some(named) || sub.unavailableConfigs.some(named))) return sendNotFound(req, res);
 
   setPrivatePageHeaders(res);
-  // Without a running OpenVPN plugin the daemon sets no source: downloads say so.
-  const source = services.openvpnProfiles;
-  if (!source) {
-    res.status(503).json({ success: false, message: PROFILES_UNAVAILABLE_MESSAGE });
-    return;
-  }
-  let profile: string;
+  let rendered;
   try {
-    profile = await source.renderProfile(resolved.info.username, endpointName);
+    rendered = await services.clientConfigs.render(sub, file);
   } catch (error) {
     const answer = toRestError(error, 'GET /download');
     res.status(answer.status).json(answer.body);
@@ -35,9 +30,9 @@ export async function downloadProfile(services: Services, scope: PublicPagesScop
   res
     .status(200)
     .set({
-      'Content-Type': 'application/x-openvpn-profile',
-      // The name is one of our endpoint names ([a-z0-9_]), safe inside the quotes.
-      'Content-Disposition': `attachment; filename="${endpointName}.ovpn"`,
+      'Content-Type': rendered.mediaType,
+      // The name matched FILE_NAME, safe inside the quotes.
+      'Content-Disposition': `attachment; filename="${rendered.fileName}"`,
     })
-    .send(Buffer.from(profile, 'utf8'));
+    .send(Buffer.from(rendered.content, 'utf8'));
 }

@@ -4,7 +4,6 @@ import type { Services } from '../../core/services';
 import { downloadProfile } from './download';
 import { subscriptionPage, type PublicPagesScope } from './subscription';
 
-export type { OpenVpnProfileSource } from './download';
 export type { PublicPagesScope } from './subscription';
 
 /**

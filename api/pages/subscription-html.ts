@@ -11,9 +11,32 @@ export interface SubscriptionServer {
   port: number | null;
 }
 
-export interface OvpnLink {
+export interface ConfigLink {
   name: string;
+  /** File name of the download, e.g. `main_udp.ovpn`. */
+  file: string;
   url: string;
+}
+
+/**
+ * One protocol as the customer sees it. `username`/`password` only for protocols that log in
+ * with one, `links` only where a client config can be downloaded; the protocol table's
+ * customer fields (the PSK, a public key…) sit beside them under their own keys.
+ */
+export interface ProtocolCard {
+  enabled: boolean;
+  username?: string;
+  password?: string | null;
+  servers: SubscriptionServer[];
+  links?: ConfigLink[];
+  [customerField: string]: unknown;
+}
+
+/** How a card is titled and labelled (from the protocol table). */
+export interface ProtocolPresentation {
+  id: string;
+  displayName: string;
+  fields: ReadonlyArray<{ key: string; label: string }>;
 }
 
 /** What `/sub/{username}` tells a user about itself; the JSON answer is `{success: true, ...this}`. */
@@ -29,12 +52,8 @@ export interface SubscriptionInfo {
   total_traffic_bytes: number;
   expiry_date: string | null;
   days_left: number | null;
-  protocols: {
-    openvpn: { enabled: boolean; links: OvpnLink[] };
-    l2tp: { enabled: boolean; username: string; password: string | null; psk: string | null; servers: SubscriptionServer[] };
-    cisco: { enabled: boolean; username: string; password: string | null; servers: SubscriptionServer[] };
-    wireguard: { enabled: boolean; address: string | null; public_key: string | null; servers: SubscriptionServer[] };
-  };
+  /** Keyed by protocol id, in the protocol table's order. */
+  protocols: Record<string, ProtocolCard>;
 }
 
 /** Facts the page shows that the JSON answer leaves to the client. */
@@ -136,29 +155,21 @@ function serverList(servers: SubscriptionServer[]): string {
   return `<ul class="servers">${rows}</ul>`;
 }
 
-function openvpnSection(p: SubscriptionInfo['protocols']['openvpn']): string {
-  const links = p.links.length
-    ? `<ul class="links">${p.links
-        .map((l) =>
-          isSafeHref(l.url)
-            ? `<li><a href="${escapeHtml(l.url)}" download="${escapeHtml(`${l.name}.ovpn`)}">${escapeHtml(l.name)}.ovpn</a></li>`
-            : `<li><code>${escapeHtml(l.url)}</code></li>`,
-        )
-        .join('')}</ul>`
-    : '<p class="muted">No OpenVPN server is assigned to you yet.</p>';
-  return `<section><h2>OpenVPN</h2><p class="muted">Download a profile and import it into an OpenVPN client.</p>${links}</section>`;
+function linkList(card: ProtocolCard, displayName: string): string {
+  const links = card.links ?? [];
+  if (!links.length) return `<p class="muted">No ${escapeHtml(displayName)} server is assigned to you yet.</p>`;
+  return `<p class="muted">Download a profile and import it into a ${escapeHtml(displayName)} client.</p><ul class="links">${links
+    .map((l) =>
+      isSafeHref(l.url) ? `<li><a href="${escapeHtml(l.url)}" download="${escapeHtml(l.file)}">${escapeHtml(l.file)}</a></li>` : `<li><code>${escapeHtml(l.url)}</code></li>`,
+    )
+    .join('')}</ul>`;
 }
 
-function l2tpSection(p: SubscriptionInfo['protocols']['l2tp']): string {
-  return `<section><h2>L2TP/IPsec</h2>${field('Username', p.username)}${field('Password', p.password)}${field('Pre-shared key (PSK)', p.psk)}${serverList(p.servers)}</section>`;
-}
-
-function ciscoSection(p: SubscriptionInfo['protocols']['cisco']): string {
-  return `<section><h2>Cisco AnyConnect</h2>${field('Username', p.username)}${field('Password', p.password)}${serverList(p.servers)}</section>`;
-}
-
-function wireguardSection(p: SubscriptionInfo['protocols']['wireguard']): string {
-  return `<section><h2>WireGuard</h2>${field('Address', p.address)}${field('Public key', p.public_key)}${serverList(p.servers)}</section>`;
+function protocolSection(card: ProtocolCard, how: ProtocolPresentation): string {
+  const credentials = 'username' in card ? `${field('Username', card.username)}${field('Password', card.password)}` : '';
+  const extra = how.fields.map((f) => field(f.label, card[f.key] as string | null)).join('');
+  const body = card.links ? linkList(card, how.displayName) : serverList(card.servers);
+  return `<section><h2>${escapeHtml(how.displayName)}</h2>${credentials}${extra}${body}</section>`;
 }
 
 const STYLE = `
@@ -204,17 +215,10 @@ ${body}
 }
 
 /** The whole subscription page: self-contained (inline CSS, no scripts, no external assets). */
-export function renderSubscriptionPage(info: SubscriptionInfo, extras: SubscriptionPageExtras): string {
-  const p = info.protocols;
-  const sections = [
-    usageSection(info, extras),
-    expirySection(info, extras),
-    p.openvpn.enabled ? openvpnSection(p.openvpn) : '',
-    p.l2tp.enabled ? l2tpSection(p.l2tp) : '',
-    p.cisco.enabled ? ciscoSection(p.cisco) : '',
-    p.wireguard.enabled ? wireguardSection(p.wireguard) : '',
-  ];
-  const anyProtocol = p.openvpn.enabled || p.l2tp.enabled || p.cisco.enabled || p.wireguard.enabled;
+export function renderSubscriptionPage(info: SubscriptionInfo, extras: SubscriptionPageExtras, presentation: readonly ProtocolPresentation[]): string {
+  const enabled = presentation.filter((how) => info.protocols[how.id]?.enabled);
+  const sections = [usageSection(info, extras), expirySection(info, extras), ...enabled.map((how) => protocolSection(info.protocols[how.id]!, how))];
+  const anyProtocol = enabled.length > 0;
   const body = `<header><h1>${escapeHtml(info.username)}</h1><div>${statusBadge(info.status)} <span class="online">${info.is_online ? '● online' : '○ offline'}</span></div></header>
 ${sections.join('\n')}
 ${anyProtocol ? '' : '<section><p class="muted">No protocol is enabled for this account.</p></section>'}

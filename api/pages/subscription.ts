@@ -1,14 +1,24 @@
 import type { Request, Response } from 'express';
 import type { Services } from '../../core/services';
 import { MAIN_ADMIN } from '../../core/principal';
+import { PROTOCOLS } from '../../core/protocols/table';
 import type { ServerEndpointView, SubscriptionDetail } from '../../core/services/user-view';
 import {
   renderNotFoundPage,
   renderSubscriptionPage,
+  type ProtocolCard,
+  type ProtocolPresentation,
   type SubscriptionInfo,
   type SubscriptionPageExtras,
   type SubscriptionServer,
 } from './subscription-html';
+
+/** Card titles and labels, from the protocol table. */
+export const PROTOCOL_PRESENTATION: readonly ProtocolPresentation[] = PROTOCOLS.map((p) => ({
+  id: p.id,
+  displayName: p.displayName,
+  fields: p.customer.fields.map((f) => ({ key: f.key, label: f.label })),
+}));
 
 /**
  * `GET /sub/{username}?token=…`: no API key, the token is the secret. Every wrong answer
@@ -57,8 +67,7 @@ const toServers = (list: readonly ServerEndpointView[]): SubscriptionServer[] =>
 export interface ResolvedSubscription {
   info: SubscriptionInfo;
   extras: SubscriptionPageExtras;
-  /** OpenVPN endpoint names this user may download a profile for. */
-  openvpnEndpointNames: string[];
+  subscription: SubscriptionDetail;
 }
 
 /**
@@ -71,20 +80,26 @@ export async function resolveSubscription(
   token: string,
   scope: PublicPagesScope = {},
 ): Promise<ResolvedSubscription | null> {
-  const detail = await services.users.resolveSubscription(username, token);
-  if (!detail) return null;
-  if (scope.subAdminId !== undefined && detail.sub_admin_id !== scope.subAdminId) return null;
-  return { ...toSubscriptionInfo(detail, services.ctx.clock.now(), await pskFor(services, detail)), openvpnEndpointNames: detail.openvpn_endpoints.map((e) => e.name) };
+  const subscription = await services.users.resolveSubscription(username, token);
+  if (!subscription) return null;
+  if (scope.subAdminId !== undefined && subscription.detail.sub_admin_id !== scope.subAdminId) return null;
+  return { ...toSubscriptionInfo(subscription, services.ctx.clock.now(), await settingsFor(services, subscription)), subscription };
 }
 
-/** The token proved who is asking; the PSK is server-wide and every L2TP user needs it to connect. */
-async function pskFor(services: Services, detail: SubscriptionDetail): Promise<string | null> {
-  if (!detail.enable_l2tp) return null;
-  return (await services.settings.get(MAIN_ADMIN)).ipsec_psk || null;
+/**
+ * The token proved who is asking; server-wide settings a protocol's customers need (the PSK)
+ * are read only when one of the user's enabled protocols shows one.
+ */
+async function settingsFor(services: Services, subscription: SubscriptionDetail): Promise<Record<string, string | null>> {
+  const wanted = PROTOCOLS.some((p) => subscription.row.protocols[p.id].enabled && p.customer.fields.some((f) => 'setting' in f.from));
+  if (!wanted) return {};
+  const settings = (await services.settings.get(MAIN_ADMIN)) as unknown as Record<string, string>;
+  return Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, v || null]));
 }
 
 /** Pure: the user's view → what the page and the JSON answer show. */
-export function toSubscriptionInfo(detail: SubscriptionDetail, now: Date, psk: string | null): Omit<ResolvedSubscription, 'openvpnEndpointNames'> {
+export function toSubscriptionInfo(subscription: SubscriptionDetail, now: Date, settings: Record<string, string | null>): Omit<ResolvedSubscription, 'subscription'> {
+  const { detail, row } = subscription;
   const expiry = detail.expiry_date ? new Date(detail.expiry_date) : null;
   const info: SubscriptionInfo = {
     username: detail.username,
@@ -98,30 +113,28 @@ export function toSubscriptionInfo(detail: SubscriptionDetail, now: Date, psk: s
     total_traffic_bytes: detail.total_traffic_bytes,
     expiry_date: expiry ? expiry.toISOString() : null,
     days_left: expiry ? Math.max(0, Math.ceil((expiry.getTime() - now.getTime()) / DAY_MS)) : null,
-    protocols: {
-      openvpn: { enabled: detail.enable_openvpn, links: detail.enable_openvpn ? detail.ovpn_links.map((l) => ({ name: l.name, url: l.url })) : [] },
-      // Credentials of a disabled protocol stay off the page: they cannot be used anyway.
-      l2tp: {
-        enabled: detail.enable_l2tp,
-        username: detail.username,
-        password: detail.enable_l2tp ? detail.l2tp_password : null,
-        psk: detail.enable_l2tp ? psk : null,
-        servers: detail.enable_l2tp ? toServers(detail.l2tp_servers) : [],
-      },
-      cisco: {
-        enabled: detail.enable_cisco,
-        username: detail.username,
-        password: detail.enable_cisco ? detail.cisco_password : null,
-        servers: detail.enable_cisco ? toServers(detail.cisco_servers) : [],
-      },
-      wireguard: {
-        enabled: detail.enable_wg1,
-        address: detail.enable_wg1 ? detail.wg_address : null,
-        public_key: detail.enable_wg1 ? detail.wg_public_key : null,
-        servers: detail.enable_wg1 ? toServers(detail.wg_servers) : [],
-      },
-    },
+    protocols: {},
   };
+  const views = detail as unknown as Record<string, ServerEndpointView[]>;
+  for (const p of PROTOCOLS) {
+    const state = row.protocols[p.id];
+    // Credentials of a disabled protocol stay off the page: they cannot be used anyway.
+    const on = state.enabled;
+    const card: ProtocolCard = { enabled: on, servers: [] };
+    if (p.api.password) {
+      card.username = detail.username;
+      card.password = on ? state.password : null;
+    }
+    for (const f of p.customer.fields) {
+      card[f.key] = on ? ('column' in f.from ? row.material[f.from.column] ?? null : settings[f.from.setting] ?? null) : null;
+    }
+    card.servers = on ? toServers(views[p.api.servers] ?? []) : [];
+    const configs = subscription.clientConfigs.filter((c) => c.protocol === p.id);
+    if (configs.length || subscription.unavailableConfigs.some((c) => c.protocol === p.id)) {
+      card.links = configs.map((c) => ({ name: c.endpoint.name, file: `${c.endpoint.name}.${c.extension}`, url: c.url }));
+    }
+    info.protocols[p.id] = card;
+  }
   return {
     info,
     extras: {
@@ -139,5 +152,5 @@ export async function subscriptionPage(services: Services, scope: PublicPagesSco
     res.status(200).json({ success: true, ...resolved.info });
     return;
   }
-  res.status(200).type('html').send(renderSubscriptionPage(resolved.info, resolved.extras));
+  res.status(200).type('html').send(renderSubscriptionPage(resolved.info, resolved.extras, PROTOCOL_PRESENTATION));
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NODE_PORT_FIELD } from '../../core/protocols/table';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
 import { isoTimestampMicro } from './health';
 
@@ -11,7 +12,7 @@ const nodeDetails = z.object({
   ip_address: z.string(),
   ssh_port: z.number().int(),
   ssh_username: z.string(),
-  openvpn_port: z.number().int(),
+  [NODE_PORT_FIELD]: z.number().int(),
   protocol: z.enum(['udp', 'tcp']),
   status: nodeStatus,
   status_message: z.string().nullable(),
@@ -31,7 +32,7 @@ const nodeFields = {
   ssh_password: z.string().nullish(),
   ssh_port: z.number().optional(),
   ssh_username: z.string().optional(),
-  openvpn_port: z.number().optional(),
+  [NODE_PORT_FIELD]: z.number().optional(),
   protocol: z.enum(['udp', 'tcp']).optional(),
   sync_all_users: z.boolean().optional(),
   communication_method: z.string().nullish(),
@@ -45,7 +46,7 @@ function toNodeInput(input: { [K in keyof typeof nodeFields]?: z.infer<(typeof n
     ssh_password: input.ssh_password ?? undefined,
     ssh_port: input.ssh_port,
     ssh_username: input.ssh_username,
-    openvpn_port: input.openvpn_port,
+    [NODE_PORT_FIELD]: input[NODE_PORT_FIELD],
     protocol: input.protocol,
     sync_all_users: input.sync_all_users,
     communication_method: input.communication_method,

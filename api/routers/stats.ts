@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { statsServiceOf } from '../../core/services/stats';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
 
 const figures = {
@@ -39,7 +38,7 @@ export const statsRouter = router({
         by_user: z.array(z.object({ username: z.string(), ...figures, active_connections: z.number().int() })),
       }),
     )
-    .query(async ({ ctx, input }) => ({ success: true as const, ...(await statsServiceOf(ctx.services).traffic(ctx.principal, { days: input.days })) })),
+    .query(async ({ ctx, input }) => ({ success: true as const, ...(await ctx.services.stats.traffic(ctx.principal, { days: input.days })) })),
 
   system: mainAdminStrictProcedure
     .meta({
@@ -62,5 +61,5 @@ export const statsRouter = router({
         sampled_at: z.string(),
       }),
     )
-    .query(async ({ ctx }) => ({ success: true as const, ...(await statsServiceOf(ctx.services).system(ctx.principal)) })),
+    .query(async ({ ctx }) => ({ success: true as const, ...(await ctx.services.stats.system(ctx.principal)) })),
 });

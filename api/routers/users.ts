@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type EnableField, type MaterialField, type PasswordField, type ServersField } from '../../core/protocols/table';
 import { authedProcedure, router } from '../trpc';
 
 /**
@@ -13,6 +14,20 @@ const username = z.string().meta({ description: 'The user\'s name (path paramete
 
 const serverIds = z.array(z.string()).nullable().meta({ description: 'Server ids such as "main", "node_1"; empty or null = every server the owner may use.' });
 
+/** Builds `{field: schema}` for fields named by the protocol table, keeping their literal names in the types. */
+function shapeOf<K extends string, S extends z.ZodType>(fields: readonly K[], schema: (field: K) => S): Record<K, S> {
+  return Object.fromEntries(fields.map((f) => [f, schema(f)])) as Record<K, S>;
+}
+const serversFields = PROTOCOLS.map((p) => p.api.servers as ServersField);
+const nameOf = (field: string) => PROTOCOLS.find((p) => p.api.enable === field || p.api.password === field || p.api.servers === field || field in p.material.apiFields)!.displayName;
+
+const protocolInputFields = Object.fromEntries(
+  PROTOCOLS.flatMap((p) => [
+    [p.api.enable, z.boolean().optional().meta({ description: `Enable ${p.displayName} for the user.` })],
+    ...(p.api.password ? [[p.api.password, z.string().optional().meta({ description: `${p.displayName} password; generated when the protocol is enabled without one.` })]] : []),
+  ]),
+) as Record<EnableField, z.ZodOptional<z.ZodBoolean>> & Record<PasswordField, z.ZodOptional<z.ZodString>>;
+
 const userFields = {
   max_clients: z.number().optional().meta({ description: 'Concurrent connections across all protocols and servers (default 1).' }),
   activation_type: z.enum(['fixed_date', 'flexible_days']).optional(),
@@ -22,13 +37,7 @@ const userFields = {
   data_limit: z.number().nullable().optional().meta({ description: '0 or null = unlimited.' }),
   data_limit_unit: z.enum(['MB', 'GB', 'TB']).optional().meta({ description: 'Binary units (1 GB = 1024^3 bytes); default GB.' }),
   data_limit_reset_strategy: z.enum(['no_reset', 'day', 'week', 'month', 'year']).optional(),
-  enable_openvpn: z.boolean().optional(),
-  openvpn_password: z.string().optional(),
-  enable_l2tp: z.boolean().optional(),
-  l2tp_password: z.string().optional(),
-  enable_cisco: z.boolean().optional(),
-  cisco_password: z.string().optional(),
-  enable_wg1: z.boolean().optional(),
+  ...protocolInputFields,
   nodes: serverIds.optional(),
   notes: z.string().nullable().optional(),
   sub_admin_id: z.number().nullable().optional().meta({ description: 'Main admin only: the reseller that owns the user (null = the main admin). Ignored for sub-admin keys.' }),
@@ -96,19 +105,15 @@ const detailOutput = z.object({
   sub_admin_id: z.number().nullable(),
   nodes: z.array(z.string()),
   subscription_url: z.string(),
-  enable_openvpn: z.boolean(),
-  openvpn_password: z.string().nullable(),
-  enable_l2tp: z.boolean(),
-  l2tp_password: z.string().nullable(),
-  enable_cisco: z.boolean(),
-  cisco_password: z.string().nullable(),
-  enable_wg1: z.boolean(),
-  wg_address: z.string().nullable(),
-  wg_public_key: z.string().nullable(),
-  openvpn_servers: z.array(serverView),
-  l2tp_servers: z.array(serverView),
-  cisco_servers: z.array(serverView),
-  wg_servers: z.array(serverView),
+  // Each protocol's flag, password and material together, in the table's order.
+  ...(Object.fromEntries(
+    PROTOCOLS.flatMap((p) => [
+      [p.api.enable, z.boolean()],
+      ...(p.api.password ? [[p.api.password, z.string().nullable()]] : []),
+      ...Object.keys(p.material.apiFields).map((f) => [f, z.string().nullable()]),
+    ]),
+  ) as Record<EnableField, z.ZodBoolean> & Record<PasswordField | MaterialField, z.ZodNullable<z.ZodString>>),
+  ...shapeOf(serversFields, (f) => z.array(serverView).meta({ description: `${nameOf(f)} servers the user may dial (only where the protocol runs).` })),
 });
 
 const messageOutput = z.object({ success: z.literal(true), message: z.string() });
@@ -208,6 +213,6 @@ export const usersRouter = router({
     .query(async ({ ctx, input }) => ({
       success: true as const,
       username: input.username,
-      links: await ctx.services.users.ovpnLinks(ctx.principal, input.username),
+      links: await ctx.services.users.clientConfigLinks(ctx.principal, input.username, PORTS_TABLE_PROTOCOL.id),
     })),
 });

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { PROTOCOLS } from '../protocols/table';
+
+/** One client-pool setting per protocol: `POLYGATE_<PROTOCOL>_SUBNET_POOL` (default: the protocol table's pool). */
+const poolSettings = Object.fromEntries(PROTOCOLS.map((p) => [p.poolConfigKey, z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/16').optional()]));
+const poolEnvNames = Object.fromEntries(PROTOCOLS.map((p) => [p.poolConfigKey, `POLYGATE_${p.id.toUpperCase()}_SUBNET_POOL`]));
 
 /**
  * Settings come from `POLYGATE_*` environment variables, optionally from a JSON file named by
@@ -22,15 +27,14 @@ const schema = z.object({
   /** Protocol plugins to load; unavailable ones are reported, never fatal. */
   plugins: z
     .string()
-    .default('openvpn')
+    .default(PROTOCOLS[0]!.pluginName)
     .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
   /** Whether the daemon may touch nftables (needs root and nft). */
   firewall: z.enum(['auto', 'off']).default('auto'),
   /** Whether to also listen on each reseller's panel/subscription ports. */
   resellerListeners: z.enum(['on', 'off']).default('on'),
   metricsToken: z.string().min(16).optional(),
-  /** Where OpenVPN client subnets are carved from. */
-  openvpnSubnetPool: z.string().default('10.8.0.0/16'),
+  ...poolSettings,
 });
 
 export type Config = Readonly<z.output<typeof schema>> & {
@@ -39,7 +43,7 @@ export type Config = Readonly<z.output<typeof schema>> & {
   readonly publicHostResolved: string;
 };
 
-const envNames: Record<keyof z.input<typeof schema>, string> = {
+const envNames: Record<string, string> = {
   host: 'POLYGATE_HOST',
   port: 'POLYGATE_PORT',
   dataDir: 'POLYGATE_DATA_DIR',
@@ -52,7 +56,7 @@ const envNames: Record<keyof z.input<typeof schema>, string> = {
   firewall: 'POLYGATE_FIREWALL',
   resellerListeners: 'POLYGATE_RESELLER_LISTENERS',
   metricsToken: 'POLYGATE_METRICS_TOKEN',
-  openvpnSubnetPool: 'POLYGATE_OPENVPN_SUBNET_POOL',
+  ...poolEnvNames,
 };
 
 export class ConfigError extends Error {}

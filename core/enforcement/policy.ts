@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { AuthorizeRequest, AuthorizeResult, ProtocolId } from '../plugin/types';
+import { protocolSpec } from '../protocols/table';
+import { mayUseServer, parseServerIds } from '../services/server-access';
 import { deriveStatus, mayConnect, type ResellerStatusInputs, type StatusInputs, type UserStatus } from '../services/user-status';
 
 /**
@@ -17,13 +19,8 @@ export interface UserFacts extends StatusInputs {
   data_limit_reset_strategy: ResetStrategy | string;
   last_traffic_reset_at: Date | string | null;
   created_at: Date | string;
-  enable_openvpn: boolean;
-  enable_l2tp: boolean;
-  enable_cisco: boolean;
-  enable_wg: boolean;
-  openvpn_password: string | null;
-  l2tp_password: string | null;
-  cisco_password: string | null;
+  /** The protocols enabled for the user, with each one's password (null when it has none). */
+  protocols: Partial<Record<ProtocolId, { password: string | null }>>;
   /** JSON array of server ids, or null for "every server the owner may use". */
   nodes: string | null;
 }
@@ -37,12 +34,13 @@ export interface ResellerFacts extends ResellerStatusInputs {
 export type ResetStrategy = 'no_reset' | 'day' | 'week' | 'month' | 'year';
 
 /** Why a session must end. */
-export type CutReason = Exclude<UserStatus, 'active' | 'on_hold'> | 'unknown_user' | 'max_clients';
+export type CutReason = Exclude<UserStatus, 'active' | 'on_hold'> | 'unknown_user' | 'max_clients' | 'protocol_disabled' | 'server_not_allowed';
 
 /** One live connection as enforcement sees it. */
 export interface LiveConnectionRef {
   /** Tracker key (unique across servers and protocols). */
   key: string;
+  /** `protocol@server` of the plugin that reports it. */
   sourceId: string;
   username: string;
   /** Unix seconds; 0 when the daemon does not say. */
@@ -59,7 +57,7 @@ export interface LiveConnectionRef {
 
 export type Decision =
   | { kind: 'cut_user'; username: string; reason: CutReason; connections: LiveConnectionRef[] }
-  | { kind: 'cut_sessions'; username: string; reason: 'max_clients'; connections: LiveConnectionRef[] };
+  | { kind: 'cut_sessions'; username: string; reason: 'max_clients' | 'protocol_disabled' | 'server_not_allowed'; connections: LiveConnectionRef[] };
 
 export function statusOf(user: UserFacts, reseller: ResellerFacts | null | undefined, now: Date): UserStatus {
   return deriveStatus(user, reseller, now);
@@ -103,8 +101,19 @@ export function decide(
       out.push({ kind: 'cut_user', username, reason: status as CutReason, connections: [...connections] });
       continue;
     }
+    // Connections on a protocol the user no longer has, or a server it may no longer use
+    // (its own pins or its reseller's allow-list shrank), end; they do not count below.
+    const misplaced = new Map<'protocol_disabled' | 'server_not_allowed', LiveConnectionRef[]>();
+    const kept: LiveConnectionRef[] = [];
+    for (const c of connections) {
+      const where = parseSource(c.sourceId);
+      const reason = !where ? null : !user.protocols[where.protocol] ? 'protocol_disabled' : !serverAllowed(user, reseller, where.serverId) ? 'server_not_allowed' : null;
+      if (reason) misplaced.set(reason, [...(misplaced.get(reason) ?? []), c]);
+      else kept.push(c);
+    }
+    for (const [reason, list] of misplaced) out.push({ kind: 'cut_sessions', username, reason, connections: list });
     const limit = clientLimit(user);
-    const settled = connections.filter(isSettled);
+    const settled = kept.filter(isSettled);
     if (settled.length > limit) {
       const newest = settled.sort(newestFirst);
       out.push({ kind: 'cut_sessions', username, reason: 'max_clients', connections: newest.slice(0, settled.length - limit) });
@@ -113,17 +122,18 @@ export function decide(
   return out;
 }
 
-const PROTOCOL_FLAG: Record<ProtocolId, keyof UserFacts> = {
-  openvpn: 'enable_openvpn',
-  l2tp: 'enable_l2tp',
-  cisco: 'enable_cisco',
-  wireguard: 'enable_wg',
-};
-const PROTOCOL_PASSWORD: Partial<Record<ProtocolId, keyof UserFacts>> = {
-  openvpn: 'openvpn_password',
-  l2tp: 'l2tp_password',
-  cisco: 'cisco_password',
-};
+/** `openvpn@node_3` → its protocol and server (null for anything else). */
+export function parseSource(sourceId: string): { protocol: ProtocolId; serverId: string } | null {
+  const at = sourceId.indexOf('@');
+  if (at <= 0) return null;
+  const protocol = sourceId.slice(0, at) as ProtocolId;
+  try {
+    protocolSpec(protocol);
+  } catch {
+    return null;
+  }
+  return { protocol, serverId: sourceId.slice(at + 1) };
+}
 
 export interface AuthorizeFacts {
   user: UserFacts | undefined;
@@ -142,11 +152,11 @@ export interface AuthorizeFacts {
 export function authorizeDecision(request: AuthorizeRequest, facts: AuthorizeFacts): AuthorizeResult {
   const { user, reseller } = facts;
   if (!user) return { allowed: false, reason: 'unknown user' };
-  if (!user[PROTOCOL_FLAG[request.protocol]]) return { allowed: false, reason: `${request.protocol} is not enabled for this user` };
+  const enabled = user.protocols[request.protocol];
+  if (!enabled) return { allowed: false, reason: `${request.protocol} is not enabled for this user` };
   if (!serverAllowed(user, reseller, request.serverId)) return { allowed: false, reason: `server ${request.serverId} is not allowed for this user` };
-  const passwordColumn = PROTOCOL_PASSWORD[request.protocol];
-  if (request.password !== undefined && passwordColumn) {
-    const stored = user[passwordColumn] as string | null;
+  if (request.password !== undefined && protocolSpec(request.protocol).columns.password) {
+    const stored = enabled.password;
     if (!stored || !samePassword(request.password, stored, facts.openSecret)) return { allowed: false, reason: 'invalid credentials' };
   }
   const status = statusOf(user, reseller, facts.now);
@@ -169,23 +179,9 @@ function samePassword(given: string, stored: string, openSecret?: (s: string) =>
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function parseServerList(json: string | null | undefined): string[] | null {
-  if (json == null) return null;
-  try {
-    const v = JSON.parse(json) as unknown;
-    return Array.isArray(v) ? v.map(String) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** A user's own server list wins; without one, a reseller's non-empty allow-list applies. */
+/** The one server-access rule (see services/server-access.ts) on the facts' JSON lists. */
 export function serverAllowed(user: Pick<UserFacts, 'nodes'>, reseller: Pick<ResellerFacts, 'allowed_servers'> | null | undefined, serverId: string): boolean {
-  const own = parseServerList(user.nodes);
-  if (own) return own.includes(serverId);
-  const owner = reseller ? parseServerList(reseller.allowed_servers) : null;
-  if (owner && owner.length > 0) return owner.includes(serverId);
-  return true;
+  return mayUseServer(parseServerIds(user.nodes), reseller ? parseServerIds(reseller.allowed_servers) : null, serverId);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Op, QueryTypes, type Transaction } from 'sequelize';
 import { SubAdmin, User } from '../db';
+import { PROTOCOL_COLUMNS, PROTOCOLS } from '../protocols/table';
 import type { ResellerFacts, UserFacts } from './policy';
 
 const USER_COLUMNS = [
@@ -15,16 +16,10 @@ const USER_COLUMNS = [
   'data_limit_bytes',
   'data_limit_reset_strategy',
   'last_traffic_reset_at',
-  'enable_openvpn',
-  'enable_l2tp',
-  'enable_cisco',
-  'enable_wg',
-  'openvpn_password',
-  'l2tp_password',
-  'cisco_password',
+  ...PROTOCOL_COLUMNS,
   'nodes',
   'created_at',
-] as const;
+];
 
 /** The users' columns plus their usage counters (no user_usage row = nothing used yet). */
 const FACTS_SQL =
@@ -38,6 +33,16 @@ const FULL_SCAN_THRESHOLD = 5000;
 export interface FactsSnapshot {
   users: Map<string, UserFacts>;
   resellers: Map<number, ResellerFacts>;
+}
+
+/** Enabled protocols with their passwords (SQLite gives 0/1, PostgreSQL booleans). */
+function protocolsOf(r: Record<string, unknown>): UserFacts['protocols'] {
+  const out: UserFacts['protocols'] = {};
+  for (const p of PROTOCOLS) {
+    const flag = r[p.columns.enable];
+    if (flag === true || flag === 1 || flag === '1' || flag === 't') out[p.id] = { password: p.columns.password ? ((r[p.columns.password] as string | null) ?? null) : null };
+  }
+  return out;
 }
 
 /** Raw rows differ by dialect (0/1 vs booleans, BIGINT strings on PostgreSQL); normalise once. */
@@ -57,13 +62,7 @@ function toUserFacts(r: Record<string, unknown>): UserFacts {
     last_traffic_reset_at: (r.last_traffic_reset_at as Date | string | null) ?? null,
     upload_bytes: Number(r.upload_bytes ?? 0),
     download_bytes: Number(r.download_bytes ?? 0),
-    enable_openvpn: Boolean(r.enable_openvpn),
-    enable_l2tp: Boolean(r.enable_l2tp),
-    enable_cisco: Boolean(r.enable_cisco),
-    enable_wg: Boolean(r.enable_wg),
-    openvpn_password: (r.openvpn_password as string | null) ?? null,
-    l2tp_password: (r.l2tp_password as string | null) ?? null,
-    cisco_password: (r.cisco_password as string | null) ?? null,
+    protocols: protocolsOf(r),
     nodes: (r.nodes as string | null) ?? null,
     created_at: r.created_at as Date | string,
   };

@@ -2,14 +2,18 @@ import path from 'node:path';
 import type { CoreContext } from '../context';
 import type { Host } from '../hosts/host';
 import type { Logger } from '../logger';
+import type { Clock } from '../clock';
+import { isProtocolId, protocolOfPluginName, protocolSpec } from '../protocols/table';
 import {
   PLUGIN_API_VERSION,
   type AuthorizeRequest,
   type AuthorizeResult,
-  type ClientEndpoint,
-  type ListenerSpec,
   type Availability,
-  type DesiredUser,
+  type ClientEndpoint,
+  type ClientUser,
+  type DesiredState,
+  type PluginCapabilities,
+  type PluginPki,
   type PortNeed,
   type ProtocolId,
   type ProtocolPluginDefinition,
@@ -28,6 +32,7 @@ export type PluginState = 'available' | 'unavailable';
 
 /** `openvpn@main`, `wireguard@node_3`: one protocol on one server. */
 export const pluginSourceId = (protocol: ProtocolId, serverId: string) => `${protocol}@${serverId}`;
+const MAIN_SERVER_ID = 'main';
 
 export interface RegisteredPlugin {
   /** `protocol@serverId`. */
@@ -35,6 +40,8 @@ export interface RegisteredPlugin {
   readonly protocol: ProtocolId;
   readonly serverId: string;
   readonly state: PluginState;
+  /** What the plugin declared it can do (null when it failed to load). */
+  readonly capabilities: PluginCapabilities | null;
   /** Why it is unavailable (load failure, missing binaries, failed availability check). */
   readonly reason?: string;
   /** The last call that failed (poll, disconnect…) and why; cleared by the next success. */
@@ -55,6 +62,8 @@ export interface AddPluginOptions {
   config?: unknown;
   /** Directory on the host for the plugin's files; default `<dataDir>/plugins/<protocol>`. */
   stateDir?: string;
+  /** IPv4 pool of client addresses; default the protocol table's. */
+  clientPool?: string;
 }
 
 export interface PluginRegistryOptions {
@@ -66,6 +75,7 @@ export interface PluginRegistryOptions {
 
 class Entry implements RegisteredPlugin {
   state: PluginState = 'unavailable';
+  capabilities: PluginCapabilities | null = null;
   reason?: string;
   lastError?: string;
   instance: ProtocolPluginInstance | null = null;
@@ -84,20 +94,22 @@ class Entry implements RegisteredPlugin {
  * keeps serving. Calls into instances are guarded so one broken plugin never breaks a tick.
  *
  * @example
- * const registry = new PluginRegistry(ctx);
+ * const registry = new PluginRegistry(ctx, pki);
  * registry.setHooks({ authorize, sessionEnded });
  * await registry.add(openvpnDefinition, { serverId: 'main', host: new LocalHost() });
  * for (const p of registry.available()) await p.instance!.pollSessions();
  */
 export class PluginRegistry {
   private readonly entries = new Map<string, Entry>();
+  private stateVersion = 0;
   private hooks: PluginHooks | null = null;
   private readonly callTimeoutMs: number;
   private readonly pluginsDir: string;
   private readonly logger: Logger;
 
   constructor(
-    private readonly ctx: Pick<CoreContext, 'logger' | 'status' | 'config'>,
+    private readonly ctx: Pick<CoreContext, 'logger' | 'status' | 'config'> & { clock: Clock },
+    private readonly pki: PluginPki,
     options: PluginRegistryOptions = {},
   ) {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
@@ -123,7 +135,11 @@ export class PluginRegistry {
       definition = checkDefinition(mod.default ?? mod);
     } catch (err) {
       const reason = `plugin '${name}' could not be loaded: ${(err as Error).message}`;
-      const protocol = (PROTOCOL_OF_PLUGIN_NAME[name] ?? name) as ProtocolId;
+      const protocol = protocolOfPluginName(name)?.id;
+      if (!protocol) {
+        this.logger.warn({ plugin: name, reason }, 'unknown plugin name; ignored');
+        return { id: name, protocol: name as ProtocolId, serverId: options.serverId, state: 'unavailable', capabilities: null, reason, instance: null, raw: null };
+      }
       return this.markUnavailable(protocol, options.serverId, reason);
     }
     return this.add(definition, options);
@@ -142,11 +158,16 @@ export class PluginRegistry {
         host: options.host,
         config: parsed.data,
         logger: pluginLogger,
+        clock: this.ctx.clock,
+        serverId: options.serverId,
+        clientPool: options.clientPool ?? protocolSpec(protocol).defaultClientPool,
         stateDir: options.stateDir ?? path.join(this.ctx.config.dataDir, 'plugins', protocol),
+        pki: this.pki,
         authorize: (request) => this.authorize(entry, request),
         sessionEnded: (ended) => this.sessionEnded(entry, ended),
       });
-      checkInstance(raw);
+      checkInstance(raw, definition.capabilities);
+      entry.capabilities = definition.capabilities;
       entry.raw = raw;
       entry.instance = this.guard(entry, raw);
     } catch (err) {
@@ -165,6 +186,7 @@ export class PluginRegistry {
   remove(protocol: ProtocolId, serverId: string): void {
     const id = pluginSourceId(protocol, serverId);
     if (!this.entries.delete(id)) return;
+    this.stateVersion++;
     this.ctx.status.register(`plugin:${id}`, () => ({ state: 'unmanaged', reason: 'removed' }));
   }
 
@@ -179,6 +201,38 @@ export class PluginRegistry {
   /** Instances that loaded and last reported themselves available. */
   available(): Array<RegisteredPlugin & { instance: ProtocolPluginInstance }> {
     return this.list().filter((e): e is Entry & { instance: ProtocolPluginInstance } => e.state === 'available' && e.instance !== null);
+  }
+
+  /** Changes whenever a plugin is added, removed, or becomes (un)available: views cache by it. */
+  version(): number {
+    return this.stateVersion;
+  }
+
+  /**
+   * Whether customers are shown `protocol` on `serverId`. A protocol whose plugin is not
+   * loaded and available on the main server runs nowhere. Nodes run the same plugins as the
+   * main server: a node is shown unless its own instance reports itself unavailable.
+   */
+  offers(protocol: ProtocolId, serverId: string): boolean {
+    const here = this.entries.get(pluginSourceId(protocol, serverId));
+    if (here) return here.state === 'available';
+    const main = this.entries.get(pluginSourceId(protocol, MAIN_SERVER_ID));
+    return serverId !== MAIN_SERVER_ID && main?.state === 'available';
+  }
+
+  /** The file extension of a protocol's client configs, when its plugin renders them. */
+  extensionOf(protocol: ProtocolId): string | null {
+    for (const e of this.entries.values()) if (e.protocol === protocol && e.capabilities?.clientConfig) return e.capabilities.clientConfig.extension;
+    return null;
+  }
+
+  /** The instance that renders a protocol's client configs for one server (nodes share the main server's CA and keys). */
+  rendererFor(protocol: ProtocolId, serverId: string): { mediaType: string; render(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string> } | { unavailable: string } {
+    const entry = this.entries.get(pluginSourceId(protocol, serverId)) ?? this.entries.get(pluginSourceId(protocol, MAIN_SERVER_ID));
+    const format = entry?.capabilities?.clientConfig;
+    const instance = entry?.instance;
+    if (!entry || entry.state !== 'available' || !format || !instance?.renderClientConfig) return { unavailable: entry?.reason ?? 'not running' };
+    return { mediaType: format.mediaType, render: (user, endpoints) => instance.renderClientConfig!(user, endpoints) };
   }
 
   /** Asks every loaded instance again (binaries installed since, daemon gone…). */
@@ -199,6 +253,7 @@ export class PluginRegistry {
     if (!entry) {
       entry = new Entry(id, protocol, serverId);
       this.entries.set(id, entry);
+      this.stateVersion++;
       const e = entry;
       this.ctx.status.register(`plugin:${id}`, () => {
         if (e.state === 'unavailable') return { state: 'unavailable', reason: e.reason };
@@ -209,6 +264,7 @@ export class PluginRegistry {
   }
 
   private setUnavailable(entry: Entry, reason: string): Entry {
+    if (entry.state !== 'unavailable' || entry.reason !== reason) this.stateVersion++;
     entry.state = 'unavailable';
     entry.reason = reason;
     this.logger.warn({ plugin: entry.id, reason }, 'plugin unavailable; the daemon keeps serving without it');
@@ -225,7 +281,10 @@ export class PluginRegistry {
       availability = { available: false, reason: `availability check failed: ${describe(err)}` };
     }
     if (availability.available) {
-      if (entry.state !== 'available') this.logger.info({ plugin: entry.id }, 'plugin available');
+      if (entry.state !== 'available') {
+        this.logger.info({ plugin: entry.id }, 'plugin available');
+        this.stateVersion++;
+      }
       entry.state = 'available';
       entry.reason = undefined;
     } else {
@@ -233,10 +292,10 @@ export class PluginRegistry {
     }
   }
 
-  private async authorize(entry: Entry, request: AuthorizeRequest): Promise<AuthorizeResult> {
+  private async authorize(entry: Entry, request: Omit<AuthorizeRequest, 'protocol' | 'serverId'>): Promise<AuthorizeResult> {
     if (!this.hooks) return { allowed: false, reason: 'the panel is starting' };
     try {
-      return await this.hooks.authorize({ ...request, protocol: entry.protocol, serverId: entry.serverId });
+      return await this.hooks.authorize({ username: request.username, password: request.password, protocol: entry.protocol, serverId: entry.serverId });
     } catch (err) {
       this.logger.error({ err, plugin: entry.id, username: request.username }, 'authorize failed; refusing the connection');
       return { allowed: false, reason: 'internal error' };
@@ -279,39 +338,67 @@ export class PluginRegistry {
     const slow = Math.max(t, 10 * 60_000);
     return {
       availability: () => call('availability', t, () => raw.availability()),
-      start: () => call('start', slow, () => raw.start()),
+      apply: (state: DesiredState) => call('apply', slow, () => raw.apply(state)),
       stop: () => call('stop', slow, () => raw.stop()),
-      syncUsers: (users: readonly DesiredUser[]) => call('syncUsers', slow, () => raw.syncUsers(users)),
       ports: (): Promise<PortNeed[]> => call('ports', t, () => raw.ports()),
       pollSessions: (): Promise<SessionPoll> => call('pollSessions', t, () => raw.pollSessions()),
       disconnect: (target) => call('disconnect', t, () => raw.disconnect(target)),
-      // Optional capabilities pass through only where the plugin has them.
-      ...(raw.setListeners && { setListeners: (l: readonly ListenerSpec[]) => call('setListeners', slow, () => raw.setListeners!(l)) }),
-      ...(raw.renewCredentials && { renewCredentials: (u: string) => call('renewCredentials', slow, () => raw.renewCredentials!(u)) }),
       ...(raw.renderClientConfig && {
-        renderClientConfig: (u: string, e: readonly ClientEndpoint[]) => call('renderClientConfig', slow, () => raw.renderClientConfig!(u, e)),
+        renderClientConfig: (u: ClientUser, e: readonly ClientEndpoint[]) => call('renderClientConfig', slow, () => raw.renderClientConfig!(u, e)),
       }),
     };
   }
 }
 
-/** Plugin directory names whose protocol id differs from the name. */
-const PROTOCOL_OF_PLUGIN_NAME: Record<string, ProtocolId> = { 'l2tp-ipsec': 'l2tp', ocserv: 'cisco' };
+const INSTANCE_METHODS = ['availability', 'apply', 'stop', 'ports', 'pollSessions', 'disconnect'] as const;
+const POLL_FORMS = ['sessions', 'openvpn-status3', 'wg-dump', 'ocserv-json'];
+const SETTING_KEYS = ['ipsec_psk', 'pki_crl'];
 
-const INSTANCE_METHODS = ['availability', 'start', 'stop', 'syncUsers', 'ports', 'pollSessions', 'disconnect'] as const;
+/** `2.0` → [2, 0]; null when it is not `major.minor`. */
+function parseVersion(v: unknown): [number, number] | null {
+  const m = typeof v === 'string' ? /^(\d+)\.(\d+)$/.exec(v) : null;
+  return m ? [Number(m[1]), Number(m[2])] : null;
+}
+
+/** Same major, and a minor no newer than ours: minors only add optional members. */
+export function compatibleApiVersion(pluginVersion: unknown, coreVersion = PLUGIN_API_VERSION): boolean {
+  const p = parseVersion(pluginVersion);
+  const c = parseVersion(coreVersion)!;
+  return p !== null && p[0] === c[0] && p[1] <= c[1];
+}
+
+function checkCapabilities(c: unknown): PluginCapabilities {
+  const caps = c as Partial<PluginCapabilities> | null;
+  if (!caps || typeof caps !== 'object') throw new Error('capabilities are missing (see PluginCapabilities)');
+  const problems: string[] = [];
+  for (const flag of ['gatesLogins', 'reportsEndedSessions', 'takesListeners'] as const) {
+    if (typeof caps[flag] !== 'boolean') problems.push(`capabilities.${flag} must be true or false`);
+  }
+  if (!POLL_FORMS.includes(String(caps.poll))) problems.push(`capabilities.poll must be one of ${POLL_FORMS.join(', ')}`);
+  if (!Array.isArray(caps.settings) || caps.settings.some((k) => !SETTING_KEYS.includes(k))) problems.push(`capabilities.settings must list only ${SETTING_KEYS.join(', ')}`);
+  const cc = caps.clientConfig;
+  if (cc !== null && (typeof cc !== 'object' || !/^[a-z0-9]{1,10}$/.test(String(cc?.extension)) || typeof cc?.mediaType !== 'string')) {
+    problems.push('capabilities.clientConfig must be null or { extension: "conf", mediaType: "text/plain" }');
+  }
+  if (problems.length) throw new Error(problems.join('; '));
+  return caps as PluginCapabilities;
+}
 
 function checkDefinition(value: unknown): ProtocolPluginDefinition<unknown> {
   const d = value as Partial<ProtocolPluginDefinition<unknown>> | null;
   if (!d || typeof d !== 'object') throw new Error('the module does not export a plugin definition');
-  if (!['openvpn', 'l2tp', 'cisco', 'wireguard'].includes(String(d.id))) throw new Error(`unknown protocol id ${JSON.stringify(d.id)}`);
-  if (d.apiVersion !== PLUGIN_API_VERSION) throw new Error(`built for plugin API version ${String(d.apiVersion)}, this polygate speaks version ${PLUGIN_API_VERSION}`);
+  if (!isProtocolId(d.id)) throw new Error(`unknown protocol id ${JSON.stringify(d.id)}`);
+  if (!compatibleApiVersion(d.apiVersion)) throw new Error(`built for plugin API version ${JSON.stringify(d.apiVersion)}, this polygate speaks version ${PLUGIN_API_VERSION} (same major, minor up to ours)`);
   if (!d.configSchema || typeof (d.configSchema as { safeParse?: unknown }).safeParse !== 'function') throw new Error('configSchema must be a zod schema');
   if (typeof d.create !== 'function') throw new Error('create(ctx) is missing');
+  checkCapabilities(d.capabilities);
   return d as ProtocolPluginDefinition<unknown>;
 }
 
-function checkInstance(value: unknown): asserts value is ProtocolPluginInstance {
-  const missing = INSTANCE_METHODS.filter((m) => typeof (value as Record<string, unknown> | null)?.[m] !== 'function');
+function checkInstance(value: unknown, capabilities: PluginCapabilities): asserts value is ProtocolPluginInstance {
+  const v = value as Record<string, unknown> | null;
+  const missing: string[] = INSTANCE_METHODS.filter((m) => typeof v?.[m] !== 'function');
+  if (capabilities.clientConfig && typeof v?.renderClientConfig !== 'function') missing.push('renderClientConfig (capabilities.clientConfig is set)');
   if (missing.length) throw new Error(`create() returned an object without ${missing.join(', ')}`);
 }
 

@@ -149,6 +149,8 @@ export interface PluginContext<Config> {
   serverId: string;
   /** Directory on the host where the plugin keeps its files. */
   stateDir: string;
+  /** IPv4 CIDR its clients' addresses come from (the protocol table's, or the operator's setting); the server masquerades it. */
+  clientPool: string;
   pki: PluginPki;
   /** Core decides every connection; plugins that gate logins call this from their daemon's auth hook. */
   authorize(request: Omit<AuthorizeRequest, 'protocol' | 'serverId'> & Partial<AuthorizeRequest>): Promise<AuthorizeResult>;

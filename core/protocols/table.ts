@@ -19,6 +19,13 @@ export interface DefaultPort {
   protocol: Transport;
 }
 
+export interface CustomerField {
+  /** Key in the page's JSON, e.g. `public_key`. */
+  readonly key: string;
+  readonly label: string;
+  readonly from: { readonly column: string } | { readonly setting: 'ipsec_psk' };
+}
+
 export interface ProtocolSpec {
   readonly id: ProtocolId;
   /** What operators and customers read: `OpenVPN`, `Cisco AnyConnect`. */
@@ -50,6 +57,11 @@ export interface ProtocolSpec {
     /** Detail fields that show material, field → column. */
     readonly apiFields: Readonly<Record<string, string>>;
   };
+  /**
+   * The material column holding the user's tunnel address, leased from the protocol's client
+   * pool when the protocol is enabled (unique per pool; a freed address is not reused at once).
+   */
+  readonly addressColumn?: string;
   /** Where this protocol's listeners come from: the ports table (plus the server's default), or the default ports below. */
   readonly listenerSource: 'ports-table' | 'default-ports';
   /** Ports it listens on when nothing else is configured; the first one is shown to customers. */
@@ -58,13 +70,28 @@ export interface ProtocolSpec {
   readonly defaultClientPool: string;
   /** The settings key overriding the pool, e.g. POLYGATE_OPENVPN_SUBNET_POOL → `openvpnSubnetPool`. */
   readonly poolConfigKey: string;
-  /** Legacy field names accepted on create/edit as aliases, alias → field. */
-  readonly aliases: Readonly<Record<string, string>>;
+  /**
+   * For the protocol whose listeners come from the contract's ports table: where each server's
+   * default listener is stored (the main server's in settings, a node's in its row).
+   */
+  readonly portsTable?: {
+    readonly mainPortSetting: string;
+    readonly mainTransportSetting: string;
+    readonly nodePortColumn: string;
+    readonly nodeTransportColumn: string;
+  };
+  /**
+   * What the subscription page shows a customer besides servers, username/password and
+   * client-config links: material columns and server settings, each under a key and a label.
+   */
+  readonly customer: {
+    readonly fields: readonly CustomerField[];
+  };
   /** Credentials core makes when the protocol is enabled for a user without them (column → value). */
   generateMaterial?(): Record<string, string>;
 }
 
-const table: readonly ProtocolSpec[] = [
+const table = [
   {
     id: 'openvpn',
     displayName: 'OpenVPN',
@@ -73,10 +100,16 @@ const table: readonly ProtocolSpec[] = [
     columns: { enable: 'enable_openvpn', password: 'openvpn_password' },
     material: { public: {}, clientOnly: {}, apiFields: {} },
     listenerSource: 'ports-table',
+    portsTable: {
+      mainPortSetting: 'openvpn_default_port',
+      mainTransportSetting: 'openvpn_default_protocol',
+      nodePortColumn: 'openvpn_port',
+      nodeTransportColumn: 'protocol',
+    },
     defaultPorts: [{ port: 1194, protocol: 'udp' }],
     defaultClientPool: '10.8.0.0/16',
     poolConfigKey: 'openvpnSubnetPool',
-    aliases: {},
+    customer: { fields: [] },
   },
   {
     id: 'l2tp',
@@ -92,7 +125,7 @@ const table: readonly ProtocolSpec[] = [
     ],
     defaultClientPool: '10.10.0.0/16',
     poolConfigKey: 'l2tpSubnetPool',
-    aliases: {},
+    customer: { fields: [{ key: 'psk', label: 'Pre-shared key (PSK)', from: { setting: 'ipsec_psk' } }] },
   },
   {
     id: 'cisco',
@@ -108,7 +141,7 @@ const table: readonly ProtocolSpec[] = [
     ],
     defaultClientPool: '10.12.0.0/16',
     poolConfigKey: 'ciscoSubnetPool',
-    aliases: {},
+    customer: { fields: [] },
   },
   {
     id: 'wireguard',
@@ -121,19 +154,35 @@ const table: readonly ProtocolSpec[] = [
       clientOnly: { privateKey: 'wg_private_key' },
       apiFields: { wg_address: 'wg_address', wg_public_key: 'wg_public_key' },
     },
+    addressColumn: 'wg_address',
     listenerSource: 'default-ports',
     defaultPorts: [{ port: 51820, protocol: 'udp' }],
     defaultClientPool: '10.66.0.0/16',
     poolConfigKey: 'wireguardSubnetPool',
-    aliases: { enable_wg: 'enable_wg1' },
+    customer: {
+      fields: [
+        { key: 'address', label: 'Address', from: { column: 'wg_address' } },
+        { key: 'public_key', label: 'Public key', from: { column: 'wg_public_key' } },
+      ],
+    },
     generateMaterial() {
       const pair = generateWireGuardKeyPair();
       return { wg_private_key: pair.privateKey, wg_public_key: pair.publicKey };
     },
   },
-];
+] as const satisfies readonly ProtocolSpec[];
 
-export const PROTOCOLS: readonly ProtocolSpec[] = Object.freeze(table.map((p) => Object.freeze(p)));
+type Table = typeof table;
+/** `enable_openvpn` | … | `enable_wg1`: the API's enable flags, as literal types for typed clients. */
+export type EnableField = Table[number]['api']['enable'];
+/** `openvpn_password` | `l2tp_password` | `cisco_password`. */
+export type PasswordField = Exclude<Table[number]['api']['password'], null>;
+/** `openvpn_servers` | … | `wg_servers`. */
+export type ServersField = Table[number]['api']['servers'];
+/** Detail fields that show material (`wg_address`, `wg_public_key`). */
+export type MaterialField = Table[number] extends infer P ? (P extends { material: { apiFields: infer F } } ? keyof F & string : never) : never;
+
+export const PROTOCOLS: readonly ProtocolSpec[] = Object.freeze(table.map((p) => Object.freeze(p as ProtocolSpec)));
 
 const byId = new Map(PROTOCOLS.map((p) => [p.id, p]));
 const byPlugin = new Map(PROTOCOLS.map((p) => [p.pluginName, p]));
@@ -158,3 +207,17 @@ export const MATERIAL_COLUMNS: readonly string[] = PROTOCOLS.flatMap((p) => [...
 
 /** Every protocol's enable/password columns, for queries that read users. */
 export const PROTOCOL_COLUMNS: readonly string[] = PROTOCOLS.flatMap((p) => [p.columns.enable, ...(p.columns.password ? [p.columns.password] : [])]);
+
+/**
+ * The contract's ports table (`/api/v1/public/ports`, a node's `openvpn_port`) belongs to
+ * exactly one protocol; this is it.
+ */
+export const PORTS_TABLE_PROTOCOL: ProtocolSpec & { portsTable: NonNullable<ProtocolSpec['portsTable']> } = (() => {
+  const found = PROTOCOLS.filter((p) => p.listenerSource === 'ports-table');
+  if (found.length !== 1 || !found[0]!.portsTable) throw new Error('the protocol table must name exactly one ports-table protocol');
+  return found[0] as ProtocolSpec & { portsTable: NonNullable<ProtocolSpec['portsTable']> };
+})();
+
+/** The node API field (and column) of a node's default listener port: the contract's name, kept as a literal type. */
+export const NODE_PORT_FIELD = table[0].portsTable.nodePortColumn;
+export type NodePortField = typeof NODE_PORT_FIELD;

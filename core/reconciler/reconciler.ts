@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto';
 import type { CoreContext } from '../context';
+import { loadFacts } from '../enforcement/user-facts';
 import type { Logger } from '../logger';
+import type { PanelPki } from '../pki';
 import type { PluginRegistry, RegisteredPlugin } from '../plugin/registry';
-import type { ListenerSpec, ProtocolPluginInstance } from '../plugin/types';
+import type { DesiredState, ProtocolPluginInstance, ServerSettingKey } from '../plugin/types';
+import { MATERIAL_COLUMNS } from '../protocols/table';
 import type { Services } from '../services';
-import { desiredUsers } from './desired-users';
+import { desiredUsers, nextChangeAt } from './desired-state';
 
 export interface ReconcilerOptions {
   /** Changes arriving within this window are applied in one pass. */
@@ -11,34 +15,53 @@ export interface ReconcilerOptions {
   /** First retry after a failed pass; doubles up to `maxBackoffMs`. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Longest wait before re-checking time-based changes (expiry, resets) even when none is known. */
+  maxTimerMs?: number;
 }
 
-type PluginSyncState = { state: 'ok' } | { state: 'degraded'; reason: string } | { state: 'pending' };
+/** Who holds live connections where (the accounting engine's live sessions). */
+export interface ConnectionSources {
+  sessionsOf(username: string): ReadonlyArray<{ sourceId: string }>;
+}
+
+type PluginSyncState = { state: 'ok' } | { state: 'degraded'; reason: string };
+
+type Available = RegisteredPlugin & { instance: ProtocolPluginInstance };
 
 /**
- * Makes every running plugin match the database: its listeners (OpenVPN ports from the
- * ports table), the users allowed on it, and a started daemon. Runs at start and after every
- * change that matters, debounced and serialized; a failed pass is retried with backoff and
- * its reason is shown per plugin in /api/v1/health.
+ * Makes every running plugin match the database with one declarative `apply` per plugin and
+ * host: the users it must let in (see desired-state.ts), its listeners, and the server
+ * settings it declared (the IPsec PSK, the CA's revocation list). Runs at start, after every
+ * change that matters, after accounting ticks that change who may connect, and when time
+ * alone does (an expiry passing); debounced, serialized, retried with backoff, and a plugin's
+ * state is applied again only when it differs from what it last took.
  */
 export class Reconciler {
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
+  private timeTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private dirty = false;
   private backoffMs: number;
   private stopped = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly syncState = new Map<string, PluginSyncState>();
+  /** plugin id → digest of the state it last applied. */
+  private readonly applied = new Map<string, string>();
   private readonly opts: Required<ReconcilerOptions>;
+  /** Connection sources per user at the last pass, for login-less plugins' max_clients. */
+  private lastConnections = '';
+  private nextTimeChange: Date | null = null;
 
   constructor(
     private readonly ctx: CoreContext,
     private readonly services: Services,
     private readonly plugins: PluginRegistry,
+    private readonly pki: PanelPki,
+    private readonly connections: ConnectionSources & { connectionsByUser(): ReadonlyMap<string, ReadonlyArray<{ sourceId: string }>> },
     options: ReconcilerOptions = {},
   ) {
-    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, ...options };
+    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, ...options };
     this.backoffMs = this.opts.initialBackoffMs;
     this.log = ctx.logger.child({ component: 'reconciler' });
     ctx.status.register('reconciler', () => {
@@ -53,12 +76,15 @@ export class Reconciler {
     const { events } = this.ctx;
     this.unsubscribe.push(
       events.on('users.changed', schedule),
-      events.on('users.deleted', schedule),
+      events.on('users.deleted', ({ usernames }) => void this.revokeCertificates(usernames)),
+      events.on('users.revoked', ({ username }) => void this.revokeCertificates([username])),
       events.on('ports.changed', schedule),
       events.on('nodes.changed', schedule),
       events.on('sub_admins.changed', schedule),
       events.on('sub_admins.deleted', schedule),
-      events.on('users.revoked', ({ username }) => void this.renewCredentials(username)),
+      events.on('settings.changed', schedule),
+      events.on('pki.changed', schedule),
+      events.on('usage.committed', ({ statusChanged }) => this.afterTick(statusChanged)),
     );
     await this.syncNow().catch((err) => {
       this.schedule(this.backoffMs);
@@ -70,10 +96,11 @@ export class Reconciler {
     this.stopped = true;
     this.unsubscribe.splice(0).forEach((off) => off());
     if (this.timer) clearTimeout(this.timer);
+    if (this.timeTimer) clearTimeout(this.timeTimer);
     await this.running.catch(() => undefined);
   }
 
-  /** One full pass now (after any pass in progress). Rejects if a plugin failed to sync. */
+  /** One full pass now (after any pass in progress). Rejects if a plugin failed to apply. */
   syncNow(): Promise<void> {
     const pass = this.running.catch(() => undefined).then(() => this.pass());
     this.running = pass;
@@ -84,6 +111,44 @@ export class Reconciler {
   async idle(): Promise<void> {
     for (let i = 0; i < 1000 && (this.timer || this.dirty); i++) await new Promise((r) => setTimeout(r, 10));
     await this.running.catch(() => undefined);
+  }
+
+  /**
+   * Applies a changed server setting now and names the nodes whose plugins took it (the
+   * settings API's answer counts them). A plugin that failed is not counted.
+   */
+  async applySetting(key: string): Promise<string[]> {
+    await this.syncNow().catch(() => undefined);
+    const servers = new Set<string>();
+    for (const p of this.plugins.available()) {
+      if (p.serverId !== 'main' && p.capabilities?.settings.includes(key as ServerSettingKey) && this.syncState.get(p.id)?.state === 'ok') servers.add(p.serverId);
+    }
+    return [...servers];
+  }
+
+  /** The instant the last pass found time alone would next change who may connect (tests, /health). */
+  nextTimeBasedChange(): Date | null {
+    return this.nextTimeChange;
+  }
+
+  /**
+   * A tick changes who may connect to login-less daemons when a status changed (limit
+   * crossed, activation), when time passed a known change, or when connections moved between
+   * protocols (max_clients counts across them). Gating daemons need none of it: authorize
+   * and enforcement already cover them.
+   */
+  private afterTick(statusChanged: readonly string[]): void {
+    if (!this.plugins.available().some((p) => p.capabilities && !p.capabilities.gatesLogins)) return;
+    const due = this.nextTimeChange !== null && this.ctx.clock.now().getTime() >= this.nextTimeChange.getTime();
+    if (statusChanged.length > 0 || due || this.connectionDigest() !== this.lastConnections) this.schedule();
+  }
+
+  private connectionDigest(): string {
+    const parts: string[] = [];
+    for (const [username, list] of this.connections.connectionsByUser()) {
+      if (list.length) parts.push(`${username}:${list.map((c) => c.sourceId).sort().join(',')}`);
+    }
+    return parts.sort().join(';');
   }
 
   private schedule(delayMs = this.opts.debounceMs): void {
@@ -108,45 +173,120 @@ export class Reconciler {
     this.timer.unref?.();
   }
 
+  /** Wakes up when time alone changes the answer (an expiry passes), even with no tick or event. */
+  private armTimeTimer(at: Date | null): void {
+    if (this.timeTimer) clearTimeout(this.timeTimer);
+    this.timeTimer = undefined;
+    if (this.stopped || !at) return;
+    const wait = Math.min(Math.max(at.getTime() - this.ctx.clock.now().getTime(), 0) + 50, this.opts.maxTimerMs);
+    this.timeTimer = setTimeout(() => {
+      this.timeTimer = undefined;
+      this.schedule(0);
+    }, wait);
+    this.timeTimer.unref?.();
+  }
+
   private async pass(): Promise<void> {
+    const plugins = this.plugins.available();
     const failures: string[] = [];
-    for (const plugin of this.plugins.available()) {
+    if (plugins.length === 0) return;
+    const now = this.ctx.clock.now();
+    this.lastConnections = this.connectionDigest();
+    const facts = await loadFacts('all');
+    const material = await this.loadMaterial();
+    const settings = await this.settingsFor(plugins);
+    this.nextTimeChange = nextChangeAt(facts.users.values(), now);
+    this.armTimeTimer(this.nextTimeChange);
+    for (const plugin of plugins) {
       try {
-        await this.syncPlugin(plugin);
+        const caps = plugin.capabilities!;
+        const state: DesiredState = {
+          users: desiredUsers({
+            protocol: plugin.protocol,
+            serverId: plugin.serverId,
+            gatesLogins: caps.gatesLogins,
+            users: facts.users.values(),
+            resellerOf: (id) => facts.resellers.get(id),
+            materialOf: (u) => material.get(u),
+            connectionSourcesOf: (u) => this.connections.sessionsOf(u).map((c) => c.sourceId),
+            now,
+            openSecret: (s) => this.ctx.secrets.open(s),
+          }),
+          listeners: caps.takesListeners ? await this.services.servers.listenersOf(plugin.protocol, plugin.serverId) : [],
+          settings: Object.fromEntries(caps.settings.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]!])),
+        };
+        const digest = createHash('sha256').update(JSON.stringify(state)).digest('hex');
+        if (this.applied.get(plugin.id) !== digest) {
+          await this.claimPorts(plugin, state);
+          await plugin.instance.apply(state);
+          this.applied.set(plugin.id, digest);
+          this.log.debug({ plugin: plugin.id, users: state.users.length, listeners: state.listeners.length }, 'desired state applied');
+        }
         this.syncState.set(plugin.id, { state: 'ok' });
       } catch (err) {
         const reason = (err as Error).message;
+        this.applied.delete(plugin.id);
         this.syncState.set(plugin.id, { state: 'degraded', reason });
-        this.log.error({ plugin: plugin.id, err: reason }, 'plugin sync failed');
+        this.log.error({ plugin: plugin.id, err: reason }, 'plugin apply failed');
         failures.push(`${plugin.id}: ${reason}`);
       }
     }
     if (failures.length) throw new Error(failures.join('; '));
   }
 
-  private async syncPlugin(plugin: RegisteredPlugin & { instance: ProtocolPluginInstance }): Promise<void> {
-    const { instance } = plugin;
-    if (instance.setListeners) await instance.setListeners(await this.listenersOf(plugin));
-    await instance.syncUsers(await desiredUsers(this.ctx.db, plugin.protocol, plugin.serverId));
-    await instance.start();
+  /**
+   * Listeners are claimed in the port registry before the daemon binds them, so a collision
+   * (ocserv on 443/tcp beside an OpenVPN custom port) is refused with the owner's name instead
+   * of failing inside the daemon; the firewall then opens what the registry holds.
+   */
+  private async claimPorts(plugin: Available, state: DesiredState): Promise<void> {
+    if (state.listeners.length === 0) return;
+    const claims = state.listeners.map((l) => ({ server: plugin.serverId, port: l.port, protocol: l.protocol, owner: plugin.protocol }));
+    const before = await this.services.portRegistry.list();
+    await this.ctx.db.transaction((transaction) => this.services.portRegistry.claim(claims, transaction));
+    const held = new Set(before.map((c) => `${c.server}/${c.port}/${c.protocol}`));
+    if (claims.some((c) => !held.has(`${c.server}/${c.port}/${c.protocol}`))) this.ctx.events.emit('ports.changed', {});
   }
 
-  private async listenersOf(plugin: RegisteredPlugin): Promise<ListenerSpec[]> {
-    if (plugin.protocol !== 'openvpn') return [];
-    const endpoints = await this.services.servers.openVpnEndpoints();
-    return endpoints.filter((e) => e.serverId === plugin.serverId).map((e) => ({ port: e.port, protocol: e.protocol }));
+  private async settingsFor(plugins: readonly Available[]): Promise<Partial<Record<ServerSettingKey, string>>> {
+    const wanted = new Set(plugins.flatMap((p) => p.capabilities?.settings ?? []));
+    const out: Partial<Record<ServerSettingKey, string>> = {};
+    if (wanted.has('ipsec_psk')) out.ipsec_psk = (await this.services.settings.ipsecPsk()) ?? undefined;
+    if (wanted.has('pki_crl')) out.pki_crl = await this.pki.crl();
+    return out;
   }
 
-  /** After a revoke: new certificates everywhere, in the background (the API already answered). */
-  private async renewCredentials(username: string): Promise<void> {
-    for (const plugin of this.plugins.available()) {
-      if (!plugin.instance.renewCredentials) continue;
+  /** Public material columns of every user that has any (one query). */
+  private async loadMaterial(): Promise<Map<string, Record<string, string | null>>> {
+    const out = new Map<string, Record<string, string | null>>();
+    if (MATERIAL_COLUMNS.length === 0) return out;
+    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(
+      `SELECT username, ${MATERIAL_COLUMNS.join(', ')} FROM users WHERE ${MATERIAL_COLUMNS.map((c) => `${c} IS NOT NULL`).join(' OR ')}`,
+      { type: 'SELECT' as never },
+    );
+    for (const r of rows) {
+      const m: Record<string, string | null> = {};
+      for (const c of MATERIAL_COLUMNS) m[c] = r[c] == null ? null : String(r[c]);
+      out.set(String(r.username), m);
+    }
+    return out;
+  }
+
+  /**
+   * A deleted or revoked user's certificate goes into the CRL at once (its profile stops
+   * working on every server on the next connection attempt) and a later user of the same name
+   * gets a fresh one; then every plugin gets the new list.
+   */
+  private async revokeCertificates(usernames: readonly string[]): Promise<void> {
+    for (const username of usernames) {
       try {
-        await plugin.instance.renewCredentials(username);
-        this.log.info({ plugin: plugin.id, username }, 'credentials renewed after revoke');
+        await this.pki.revokeClient(username);
+        this.log.info({ username }, 'client certificate revoked');
       } catch (err) {
-        this.log.error({ plugin: plugin.id, username, err: (err as Error).message }, 'renewing credentials after revoke failed');
+        this.log.error({ username, err: (err as Error).message }, 'revoking the client certificate failed');
       }
     }
+    this.ctx.events.emit('pki.changed', {});
+    this.schedule();
   }
 }

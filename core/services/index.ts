@@ -1,17 +1,43 @@
+import type { Registry } from 'prom-client';
 import type { CoreContext } from '../context';
-import type { OpenVpnProfileSource } from '../reconciler/profiles';
+import type { ProtocolId } from '../protocols/table';
 import { AuthService } from './auth';
+import { ClientConfigService, type ClientConfigRenderers } from './client-configs';
 import { NodesService } from './nodes';
 import { PortRegistry } from './port-registry';
 import { PortsService } from './ports';
 import { ServersService } from './servers';
-import { SettingsService } from './settings';
+import { SettingsService, type SettingsPropagation } from './settings';
+import { StatsService } from './stats';
 import { SubAdminsService } from './sub-admins';
-import { UsersService } from './users';
+import type { ProtocolOffer } from './user-view';
+import { UsersService, UserViews, type ClientConfigFormats } from './users';
+
+/** Tunnel addresses per protocol pool, unique in the database; a freed one is not reused at once. */
+export interface AddressLeases {
+  /** The pool (CIDR) a protocol's addresses come from. */
+  poolOf(protocol: ProtocolId): string;
+  /** The address of each user (kept when it has one, else newly leased), in one pass. */
+  leaseMany(pool: string, userIds: readonly number[], transaction: import('sequelize').Transaction): Promise<Map<number, string>>;
+  /** Frees every address of these users (deleted users). */
+  releaseUsers(userIds: readonly number[], transaction: import('sequelize').Transaction): Promise<void>;
+}
+
+/** What the services need from the parts built before them (plugins, accounting, address pools). */
+export interface ServiceDependencies {
+  /** Which protocols run where, with a version that changes when that does. */
+  offer: ProtocolOffer & { version(): number };
+  formats: ClientConfigFormats;
+  renderers: ClientConfigRenderers;
+  addresses: AddressLeases;
+  /** Prometheus registry served at /metrics. */
+  metricsRegistry: Registry;
+  propagation: SettingsPropagation;
+}
 
 /**
- * Every domain service, built once from the CoreContext. Services reach each other through
- * this container at call time, so construction order does not matter.
+ * Every domain service, built once from the CoreContext and the parts below them. Services
+ * reach each other through this container at call time, so construction order does not matter.
  */
 export interface Services {
   ctx: CoreContext;
@@ -23,19 +49,23 @@ export interface Services {
   ports: PortsService;
   settings: SettingsService;
   nodes: NodesService;
-  /** Set by the daemon once the OpenVPN plugin runs; downloads answer 503 without it. */
-  openvpnProfiles?: OpenVpnProfileSource;
+  stats: StatsService;
+  clientConfigs: ClientConfigService;
+  addresses: AddressLeases;
+  metricsRegistry: Registry;
 }
 
-export function createServices(ctx: CoreContext): Services {
-  const services = { ctx } as Services;
+export function createServices(ctx: CoreContext, deps: ServiceDependencies): Services {
+  const services = { ctx, addresses: deps.addresses, metricsRegistry: deps.metricsRegistry } as Services;
   services.auth = new AuthService(ctx);
   services.portRegistry = new PortRegistry();
   services.servers = new ServersService();
-  services.users = new UsersService(ctx, services);
+  services.users = new UsersService(ctx, services, new UserViews(ctx, services, deps.offer, deps.formats));
   services.subAdmins = new SubAdminsService(ctx, services);
   services.ports = new PortsService(ctx, services);
-  services.settings = new SettingsService(ctx, services);
+  services.settings = new SettingsService(ctx, services, deps.propagation);
   services.nodes = new NodesService(ctx, services);
+  services.stats = new StatsService(ctx, services);
+  services.clientConfigs = new ClientConfigService(deps.renderers);
   return services;
 }

@@ -6,6 +6,7 @@ import { forbidden, invalid, locked, notFound } from '../errors';
 import { SshHost, sshPreflight } from '../hosts/ssh-host';
 import { JobQueue, type JobControl, type JobView } from '../jobs';
 import { isMainAdmin, type Principal } from '../principal';
+import { NODE_PORT_FIELD, PORTS_TABLE_PROTOCOL, type ProtocolId } from '../protocols/table';
 import type { Services } from './index';
 import { nodeServerId } from './servers';
 
@@ -20,11 +21,13 @@ export const SYNC_NOT_IMPLEMENTED = 'node sync is not implemented yet';
 export const NODE_JOB_KINDS = { provision: 'node.provision', sync: 'node.sync', delete: 'node.delete' } as const;
 
 /**
- * What a node edit touches on the node itself: `openvpn` (port/protocol), `ssh` (how we log
+ * What a node edit touches on the node itself: the ports-table protocol's listener (port/protocol), `ssh` (how we log
  * in), `users` (which users are synced), `communication` (the node↔main channel), `meta`
  * (panel-only facts such as the name).
  */
-export type NodeServiceName = 'openvpn' | 'ssh' | 'users' | 'communication' | 'meta';
+export type NodeServiceName = ProtocolId | 'ssh' | 'users' | 'communication' | 'meta';
+/** The service a node's default listener belongs to: the ports-table protocol. */
+const LISTENER_SERVICE = PORTS_TABLE_PROTOCOL.id;
 /** Services whose change needs no work on the node. */
 const PANEL_ONLY_SERVICES: readonly NodeServiceName[] = ['meta'];
 
@@ -34,7 +37,7 @@ export interface NodeInput {
   ssh_password?: string;
   ssh_port?: number;
   ssh_username?: string;
-  openvpn_port?: number;
+  [NODE_PORT_FIELD]?: number;
   protocol?: 'udp' | 'tcp';
   sync_all_users?: boolean;
   communication_method?: string | null;
@@ -47,7 +50,7 @@ export interface NodeDetails {
   ip_address: string;
   ssh_port: number;
   ssh_username: string;
-  openvpn_port: number;
+  [NODE_PORT_FIELD]: number;
   protocol: 'udp' | 'tcp';
   status: NodeStatus;
   status_message: string | null;
@@ -132,7 +135,7 @@ export class NodesService {
       ip_address: r.ip_address,
       ssh_port: r.ssh_port,
       ssh_username: r.ssh_username,
-      openvpn_port: r.openvpn_port,
+      [NODE_PORT_FIELD]: r[NODE_PORT_FIELD],
       protocol: r.protocol,
       status: r.status,
       status_message: r.status_message,
@@ -157,7 +160,7 @@ export class NodesService {
     const fields = validateNodeFields({ ...input, name, ip_address: ipAddress });
     const sshPort = fields.ssh_port ?? 22;
     const sshUsername = fields.ssh_username ?? 'root';
-    const openvpnPort = fields.openvpn_port ?? 1194;
+    const listenerPort = fields[NODE_PORT_FIELD] ?? PORTS_TABLE_PROTOCOL.defaultPorts[0]!.port;
     const protocol = fields.protocol ?? 'udp';
 
     const preflight = await sshPreflight({ host: ipAddress, port: sshPort, username: sshUsername, password, timeoutMs: this.sshPreflightTimeoutMs });
@@ -173,7 +176,7 @@ export class NodesService {
           ssh_port: sshPort,
           ssh_username: sshUsername,
           ssh_secret: this.ctx.secrets.seal(password),
-          openvpn_port: openvpnPort,
+          [NODE_PORT_FIELD]: listenerPort,
           protocol,
           sync_all_users: fields.sync_all_users ?? false,
           communication_method: fields.communication_method ?? null,
@@ -183,7 +186,7 @@ export class NodesService {
         { transaction },
       );
       const server = nodeServerId(node.id);
-      await this.services.portRegistry.claim([{ server, port: openvpnPort, protocol, owner: 'openvpn' }], transaction);
+      await this.services.portRegistry.claim([{ server, port: listenerPort, protocol, owner: LISTENER_SERVICE }], transaction);
       const payload: NodeProvisionPayload = { hostKeySha256: preflight.hostKeySha256 };
       const id = await jobs.enqueue(NODE_JOB_KINDS.provision, server, payload, transaction);
       return { nodeId: node.id, jobId: id };
@@ -226,8 +229,8 @@ export class NodesService {
       set('ip_address', fields.ip_address, 'ssh');
       set('ssh_port', fields.ssh_port, 'ssh');
       set('ssh_username', fields.ssh_username, 'ssh');
-      set('openvpn_port', fields.openvpn_port, 'openvpn');
-      set('protocol', fields.protocol, 'openvpn');
+      set(NODE_PORT_FIELD, fields[NODE_PORT_FIELD], LISTENER_SERVICE);
+      set('protocol', fields.protocol, LISTENER_SERVICE);
       set('sync_all_users', fields.sync_all_users, 'users');
       set('communication_method', fields.communication_method, 'communication');
       if (fields.ssh_password !== undefined && !this.sameSecret(node.ssh_secret, fields.ssh_password)) {
@@ -236,10 +239,10 @@ export class NodesService {
       }
       if (changed.size === 0) return { changedServices: [] as NodeServiceName[], jobId: null };
 
-      if (changed.has('openvpn')) {
-        await this.services.portRegistry.release({ owner: 'openvpn', server }, transaction);
+      if (changed.has(LISTENER_SERVICE)) {
+        await this.services.portRegistry.release({ owner: LISTENER_SERVICE, server }, transaction);
         await this.services.portRegistry.claim(
-          [{ server, port: changes.openvpn_port ?? node.openvpn_port, protocol: changes.protocol ?? node.protocol, owner: 'openvpn' }],
+          [{ server, port: changes[NODE_PORT_FIELD] ?? node[NODE_PORT_FIELD], protocol: changes.protocol ?? node.protocol, owner: LISTENER_SERVICE }],
           transaction,
         );
       }
@@ -372,7 +375,7 @@ export class NodesService {
     const changedSubAdmins: number[] = [];
     await this.ctx.db.transaction(async (transaction) => {
       await NodeRecord.destroy({ where: { id: nodeId }, transaction });
-      await this.services.portRegistry.release({ owner: 'openvpn', server }, transaction);
+      await this.services.portRegistry.release({ owner: LISTENER_SERVICE, server }, transaction);
       await PortAssignment.destroy({ where: { server_identifier: server }, transaction });
       // LIKE narrows the scan; the JSON parse decides (node_1 must not match node_10).
       const users = await User.findAll({ where: { nodes: { [Op.like]: `%${server}%` } }, attributes: ['id', 'username', 'nodes'], raw: true, transaction });
@@ -436,7 +439,7 @@ function validateNodeFields(input: NodeInput): NodeInput {
   if (input.ssh_username !== undefined && !SSH_USERNAME_RE.test(input.ssh_username)) {
     throw invalid("Field 'ssh_username' must be a valid user name (lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32 characters).");
   }
-  if (input.openvpn_port !== undefined && !isPort(input.openvpn_port)) throw invalid("Field 'openvpn_port' must be an integer between 1 and 65535.");
+  if (input[NODE_PORT_FIELD] !== undefined && !isPort(input[NODE_PORT_FIELD])) throw invalid(`Field '${NODE_PORT_FIELD}' must be an integer between 1 and 65535.`);
   if (input.protocol !== undefined && input.protocol !== 'udp' && input.protocol !== 'tcp') throw invalid("Field 'protocol' must be one of: udp, tcp.");
   if (input.communication_method != null && input.communication_method.length > MAX_COMMUNICATION_METHOD_LENGTH) {
     throw invalid(`Field 'communication_method' must be at most ${MAX_COMMUNICATION_METHOD_LENGTH} characters.`);

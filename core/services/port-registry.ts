@@ -1,6 +1,7 @@
 import { Op, type Transaction } from 'sequelize';
 import { conflict } from '../errors';
 import { PortReservation, SubAdmin } from '../db';
+import { protocolOfPluginName } from '../protocols/table';
 
 export type TransportProtocol = 'tcp' | 'udp';
 
@@ -8,7 +9,7 @@ export interface PortClaim {
   server: string;
   port: number;
   protocol: TransportProtocol;
-  /** `panel`, `openvpn`, `sub_admin:<id>:panel`, `sub_admin:<id>:subscription`, … */
+  /** `panel`, a protocol id (its listeners), `sub_admin:<id>:panel`, `sub_admin:<id>:subscription`. */
   owner: string;
 }
 
@@ -74,10 +75,9 @@ export class PortRegistry {
   /** Human name of an owner for 409 messages. */
   async describe(owner: string, transaction?: Transaction): Promise<string> {
     if (owner === 'panel') return 'the panel';
-    if (owner === 'openvpn') return 'OpenVPN';
-    if (owner === 'ocserv') return 'Cisco AnyConnect (ocserv)';
-    if (owner === 'wireguard') return 'WireGuard';
-    if (owner === 'l2tp') return 'L2TP/IPsec';
+    // A claim held by a protocol (its id) or by its daemon (the plugin name, e.g. `ocserv`).
+    const spec = protocolOfPluginName(owner);
+    if (spec) return owner === spec.id || owner === spec.pluginName && spec.pluginName === spec.id ? spec.displayName : `${spec.displayName} (${owner})`;
     const m = /^sub_admin:(\d+):(panel|subscription)$/.exec(owner);
     if (m) {
       const admin = await SubAdmin.findByPk(Number(m[1]), { raw: true, attributes: ['username'], transaction });

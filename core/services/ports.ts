@@ -4,7 +4,8 @@ import { NodeRecord, Port, PortAssignment } from '../db';
 import { conflict, forbidden, invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import type { TransportProtocol } from './port-registry';
-import { MAIN_SERVER, nodeServerId, parseNodeServerId, type ServerRef } from './servers';
+import { PORTS_TABLE_PROTOCOL } from '../protocols/table';
+import { MAIN_SERVER, nodeDefaultListener, nodeServerId, parseNodeServerId, type ServerRef } from './servers';
 import type { Services } from './index';
 
 export interface DefaultPortView {
@@ -40,7 +41,8 @@ export interface DeleteAssignmentInput {
 
 const PROTOCOLS: readonly TransportProtocol[] = ['udp', 'tcp'];
 /** Custom OpenVPN listeners share one registry owner with the default ones. */
-const OPENVPN_OWNER = 'openvpn';
+/** The ports table's listeners belong to one protocol (its id owns their claims). */
+const PORTS_OWNER = PORTS_TABLE_PROTOCOL.id;
 const STRICT_DENIAL = 'Permission denied: Main admin API key required.';
 
 /**
@@ -56,8 +58,8 @@ export class PortsService {
 
   async overview(principal: Principal): Promise<PortsOverview> {
     requireMainAdmin(principal, STRICT_DENIAL);
-    const main = await this.services.servers.mainDefaultOpenVpn();
-    const nodes = await NodeRecord.findAll({ raw: true, attributes: ['id', 'name', 'openvpn_port', 'protocol'], order: [['id', 'ASC']] });
+    const main = await this.services.servers.mainDefaultListener();
+    const nodes = await NodeRecord.findAll({ raw: true, order: [['id', 'ASC']] });
     const ports = await Port.findAll({ raw: true, attributes: ['id', 'public_port', 'protocol'] });
     const assignments = await PortAssignment.findAll({ raw: true, attributes: ['port_id', 'server_identifier'], order: [['port_id', 'ASC'], ['id', 'ASC']] });
 
@@ -66,8 +68,11 @@ export class PortsService {
     const portById = new Map(ports.map((p) => [p.id, p]));
 
     const default_ports: DefaultPortView[] = [
-      { is_default: true, name: MAIN_SERVER.name, public_port: main.port, protocol: main.protocol },
-      ...nodes.map((n) => ({ is_default: true as const, name: `Node: ${n.name}`, public_port: n.openvpn_port, protocol: n.protocol })),
+      { is_default: true, name: MAIN_SERVER.name, public_port: main.port, protocol: main.transport },
+      ...nodes.map((n) => {
+        const d = nodeDefaultListener(n as unknown as Record<string, unknown>);
+        return { is_default: true as const, name: `Node: ${n.name}`, public_port: d.port, protocol: d.transport };
+      }),
     ];
     const custom_ports: CustomPortView[] = [];
     for (const a of assignments) {
@@ -111,15 +116,15 @@ export class PortsService {
           const existing = await PortAssignment.findOne({ where: { port_id: row.id, server_identifier: server }, transaction });
           if (existing) {
             // Idempotent, and heals a claim lost by hand-edited data.
-            await this.services.portRegistry.claim([{ server, port, protocol, owner: OPENVPN_OWNER }], transaction);
+            await this.services.portRegistry.claim([{ server, port, protocol, owner: PORTS_OWNER }], transaction);
             continue;
           }
-          // The default listener of a server already holds this claim as 'openvpn'; the registry
+          // The default listener of a server already holds this claim; the registry
           // alone would wave a duplicate through, and releasing it later would free the default.
           if (await this.isDefaultPort(server, port, protocol, transaction)) {
-            throw conflict(`Port ${port}/${protocol} on ${server} is already used by OpenVPN (the server's default port).`);
+            throw conflict(`Port ${port}/${protocol} on ${server} is already used by ${PORTS_TABLE_PROTOCOL.displayName} (the server's default port).`);
           }
-          await this.services.portRegistry.claim([{ server, port, protocol, owner: OPENVPN_OWNER }], transaction);
+          await this.services.portRegistry.claim([{ server, port, protocol, owner: PORTS_OWNER }], transaction);
           await PortAssignment.create({ port_id: row.id, server_identifier: server }, { transaction });
         }
       })
@@ -143,7 +148,7 @@ export class PortsService {
       if (!assignment || !port) throw notFound('Port assignment not found.');
       await assignment.destroy({ transaction });
       if (!(await this.isDefaultPort(server, port.public_port, port.protocol, transaction))) {
-        await this.services.portRegistry.release({ owner: OPENVPN_OWNER, server, port: port.public_port, protocol: port.protocol }, transaction);
+        await this.services.portRegistry.release({ owner: PORTS_OWNER, server, port: port.public_port, protocol: port.protocol }, transaction);
       }
       if ((await PortAssignment.count({ where: { port_id: portId }, transaction })) === 0) await port.destroy({ transaction });
       return { port: port.public_port, protocol: port.protocol };
@@ -155,13 +160,15 @@ export class PortsService {
 
   private async isDefaultPort(server: string, port: number, protocol: TransportProtocol, transaction: Transaction): Promise<boolean> {
     if (server === MAIN_SERVER.id) {
-      const main = await this.services.servers.mainDefaultOpenVpn(transaction);
-      return main.port === port && main.protocol === protocol;
+      const main = await this.services.servers.mainDefaultListener(transaction);
+      return main.port === port && main.transport === protocol;
     }
     const nodeId = parseNodeServerId(server);
     if (nodeId === null) return false;
-    const node = await NodeRecord.findByPk(nodeId, { raw: true, attributes: ['openvpn_port', 'protocol'], transaction });
-    return !!node && node.openvpn_port === port && node.protocol === protocol;
+    const node = await NodeRecord.findByPk(nodeId, { raw: true, transaction });
+    if (!node) return false;
+    const d = nodeDefaultListener(node as unknown as Record<string, unknown>);
+    return d.port === port && d.transport === protocol;
   }
 }
 

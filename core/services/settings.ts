@@ -1,5 +1,5 @@
 import type { CoreContext } from '../context';
-import { NodeRecord, Setting } from '../db';
+import { Setting } from '../db';
 import { forbidden, invalid } from '../errors';
 import type { Principal } from '../principal';
 import type { Services } from './index';
@@ -16,12 +16,24 @@ export interface ServerSettings {
   ipsec_psk: string;
 }
 
+/** Pushes a changed setting to every plugin that uses it and says which nodes took it. */
+export interface SettingsPropagation {
+  /** Applies the setting now; resolves with the node server ids whose plugins applied it. */
+  applySetting(key: string): Promise<string[]>;
+}
+
 /** Server-wide VPN settings (for now the IPsec pre-shared key); main admin only. */
 export class SettingsService {
   constructor(
     protected readonly ctx: CoreContext,
     protected readonly services: Services,
+    private readonly propagation: SettingsPropagation,
   ) {}
+
+  /** The current PSK (for plugins), or null before first start wrote one. */
+  async ipsecPsk(): Promise<string | null> {
+    return (await Setting.findByPk(IPSEC_PSK_KEY, { raw: true }))?.value || null;
+  }
 
   async get(principal: Principal): Promise<ServerSettings> {
     requireMainAdmin(principal);
@@ -30,13 +42,13 @@ export class SettingsService {
   }
 
   /**
-   * Stores a new PSK. The reconciler pushes it to the main server and the nodes on
-   * 'settings.changed'; the answer counts the nodes that are reachable now (status active).
+   * Stores a new PSK and has the reconciler apply it to every plugin that uses it, on the main
+   * server and the nodes; the answer counts the nodes whose plugins actually took it.
    */
   async updateIpsecPsk(principal: Principal, newPsk: string | null | undefined): Promise<{ nodesUpdated: number }> {
     requireMainAdmin(principal);
     const psk = checkPsk(newPsk);
-    const nodesUpdated = await this.ctx.db.transaction(async (transaction) => {
+    await this.ctx.db.transaction(async (transaction) => {
       const row = await Setting.findByPk(IPSEC_PSK_KEY, { transaction });
       if (row) {
         row.value = psk;
@@ -46,11 +58,11 @@ export class SettingsService {
       } else {
         await Setting.create({ key: IPSEC_PSK_KEY, value: psk }, { transaction });
       }
-      return NodeRecord.count({ where: { status: 'active' }, transaction });
     });
-    this.ctx.logger.info({ nodesActive: nodesUpdated }, 'IPsec PSK updated');
     this.ctx.events.emit('settings.changed', { key: IPSEC_PSK_KEY });
-    return { nodesUpdated };
+    const nodes = await this.propagation.applySetting(IPSEC_PSK_KEY);
+    this.ctx.logger.info({ nodesUpdated: nodes.length }, 'IPsec PSK updated');
+    return { nodesUpdated: nodes.length };
   }
 }
 

@@ -206,20 +206,3 @@ export class SystemSampler {
     return stats;
   }
 }
-
-const statsServices = new WeakMap<Services, StatsService>();
-
-/**
- * The stats service of a Services container. Until the container registers it itself
- * (`services.stats`), routers reach it through here.
- */
-export function statsServiceOf(services: Services): StatsService {
-  const own = (services as Services & { stats?: StatsService }).stats;
-  if (own) return own;
-  let s = statsServices.get(services);
-  if (!s) {
-    s = new StatsService(services.ctx, services);
-    statsServices.set(services, s);
-  }
-  return s;
-}

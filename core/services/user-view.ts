@@ -3,8 +3,12 @@
  * service reads rows with raw queries (hot paths) and hands them here, so the same mapping
  * serves GET /users/{u}, list_all and the subscription page.
  */
+import { MATERIAL_COLUMNS, PROTOCOLS, type EnableField, type MaterialField, type PasswordField, type ProtocolId, type ServersField, type Transport } from '../protocols/table';
+import { mayUseServer, parseServerIds } from './server-access';
+import type { ProtocolEndpoint, ServerWithAddress } from './servers';
 import { deriveStatus, type ResellerStatusInputs, type UserStatus } from './user-status';
-import { MAIN_SERVER, type OpenVpnEndpoint } from './servers';
+
+export { parseServerIds } from './server-access';
 
 export type ActivationType = 'fixed_date' | 'flexible_days';
 export type DataLimitUnit = 'MB' | 'GB' | 'TB';
@@ -15,10 +19,11 @@ export const RESET_STRATEGIES: readonly DataLimitResetStrategy[] = ['no_reset', 
 /** Binary units: 1 GB here is 1024^3 bytes, as VPN accounting has always counted. */
 export const UNIT_BYTES: Readonly<Record<DataLimitUnit, number>> = { MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
 
-/** Well-known ports shown in the per-protocol server lists (the daemons listen there on every server). */
-export const L2TP_PORT = 500;
-export const CISCO_PORT = 443;
-export const WIREGUARD_PORT = 51820;
+/** One protocol's state on a user: whether it is enabled, and its password when it has one. */
+export interface UserProtocolState {
+  enabled: boolean;
+  password: string | null;
+}
 
 /** A users row as the service works with it, whatever the dialect returned. */
 export interface UserRow {
@@ -37,16 +42,10 @@ export interface UserRow {
   data_limit_reset_strategy: DataLimitResetStrategy;
   upload_bytes: number;
   download_bytes: number;
-  enable_openvpn: boolean;
-  openvpn_password: string | null;
-  enable_l2tp: boolean;
-  l2tp_password: string | null;
-  enable_cisco: boolean;
-  cisco_password: string | null;
-  enable_wg: boolean;
-  wg_private_key: string | null;
-  wg_public_key: string | null;
-  wg_address: string | null;
+  /** Every protocol of the table, enabled or not. */
+  protocols: Record<ProtocolId, UserProtocolState>;
+  /** Protocol material by column (the table's `material` columns), e.g. key pairs. */
+  material: Record<string, string | null>;
   /** null = every server the owner may use. */
   nodes: string[] | null;
   notes: string | null;
@@ -66,11 +65,11 @@ export interface ServerEndpointView {
   is_tunnel: false;
   address: string;
   port: number;
-  protocol: 'udp' | 'tcp';
+  protocol: Transport;
 }
 
-/** OpenVPN listener with the address clients dial filled in. */
-export type ResolvedOpenVpnEndpoint = OpenVpnEndpoint & { address: string };
+/** An endpoint with the address clients dial filled in. */
+export type ResolvedEndpoint = ProtocolEndpoint & { address: string };
 
 export interface UserListItem {
   username: string;
@@ -86,7 +85,7 @@ export interface UserListItem {
 }
 
 /** Everything GET /api/v1/users/{username} shows (without the `success` flag). */
-export interface UserDetail {
+export type UserDetail = {
   username: string;
   status: UserStatus;
   is_active: boolean;
@@ -109,35 +108,35 @@ export interface UserDetail {
   /** Server ids the user is pinned to; empty = every server its owner may use. */
   nodes: string[];
   subscription_url: string;
-  enable_openvpn: boolean;
-  openvpn_password: string | null;
-  enable_l2tp: boolean;
-  l2tp_password: string | null;
-  enable_cisco: boolean;
-  cisco_password: string | null;
-  enable_wg1: boolean;
-  wg_address: string | null;
-  wg_public_key: string | null;
-  openvpn_servers: ServerEndpointView[];
-  l2tp_servers: ServerEndpointView[];
-  cisco_servers: ServerEndpointView[];
-  wg_servers: ServerEndpointView[];
-}
+} & Record<EnableField, boolean> &
+  Record<PasswordField, string | null> &
+  Record<MaterialField, string | null> &
+  Record<ServersField, ServerEndpointView[]>;
 
-export interface OvpnLink {
+export interface ClientConfigLink {
   name: string;
   url: string;
 }
 
+/** A client config a user may download: protocol, endpoint and file extension. */
+export interface ClientConfigOffer {
+  protocol: ProtocolId;
+  endpoint: ResolvedEndpoint;
+  extension: string;
+  url: string;
+}
+
 /**
- * What the public /sub and /download pages need beyond the API detail: the WireGuard private
- * key (the client config carries it), the OpenVPN endpoints to render profiles for, and the
- * download links. Only ever returned to a caller that presented the user's token.
+ * What the public /sub and /download pages need beyond the API detail: client-only material
+ * (private keys go into client configs), and the client configs the user may download. Only
+ * ever returned to a caller that presented the user's token.
  */
-export interface SubscriptionDetail extends UserDetail {
-  wg_private_key: string | null;
-  openvpn_endpoints: ResolvedOpenVpnEndpoint[];
-  ovpn_links: OvpnLink[];
+export interface SubscriptionDetail {
+  detail: UserDetail;
+  row: UserRow;
+  clientConfigs: ClientConfigOffer[];
+  /** Client configs the user has but whose plugin does not run now: a download says so (503). */
+  unavailableConfigs: ClientConfigOffer[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,18 +157,13 @@ export function toDate(v: unknown): Date | null {
 
 export const toIso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-/** A JSON array of server ids from a TEXT column; anything unreadable counts as "not set". */
-export function parseServerIds(v: unknown): string[] | null {
-  if (v === null || v === undefined || v === '') return null;
-  try {
-    const parsed: unknown = JSON.parse(String(v));
-    return Array.isArray(parsed) ? parsed.filter((x): x is string => typeof x === 'string') : null;
-  } catch {
-    return null;
-  }
-}
-
 export function readUserRow(raw: Record<string, unknown>): UserRow {
+  const protocols = {} as Record<ProtocolId, UserProtocolState>;
+  for (const p of PROTOCOLS) {
+    protocols[p.id] = { enabled: toBool(raw[p.columns.enable]), password: p.columns.password ? toStringOrNull(raw[p.columns.password]) : null };
+  }
+  const material: Record<string, string | null> = {};
+  for (const column of MATERIAL_COLUMNS) material[column] = toStringOrNull(raw[column]);
   return {
     id: toNumber(raw.id),
     username: String(raw.username),
@@ -186,16 +180,8 @@ export function readUserRow(raw: Record<string, unknown>): UserRow {
     data_limit_reset_strategy: (raw.data_limit_reset_strategy as DataLimitResetStrategy) ?? 'no_reset',
     upload_bytes: toNumber(raw.upload_bytes),
     download_bytes: toNumber(raw.download_bytes),
-    enable_openvpn: toBool(raw.enable_openvpn),
-    openvpn_password: toStringOrNull(raw.openvpn_password),
-    enable_l2tp: toBool(raw.enable_l2tp),
-    l2tp_password: toStringOrNull(raw.l2tp_password),
-    enable_cisco: toBool(raw.enable_cisco),
-    cisco_password: toStringOrNull(raw.cisco_password),
-    enable_wg: toBool(raw.enable_wg),
-    wg_private_key: toStringOrNull(raw.wg_private_key),
-    wg_public_key: toStringOrNull(raw.wg_public_key),
-    wg_address: toStringOrNull(raw.wg_address),
+    protocols,
+    material,
     nodes: parseServerIds(raw.nodes),
     notes: toStringOrNull(raw.notes),
   };
@@ -244,42 +230,39 @@ export interface CatalogServer {
   address: string;
 }
 
-/** Servers and OpenVPN endpoints with addresses resolved; cached by the users service. */
+/** Which protocol runs where: only protocols whose plugin runs are shown to customers. */
+export interface ProtocolOffer {
+  offers(protocol: ProtocolId, serverId: string): boolean;
+}
+
+/** Servers and every protocol's endpoints with addresses resolved; cached by the users service. */
 export interface ServerCatalog {
   servers: CatalogServer[];
-  endpoints: ResolvedOpenVpnEndpoint[];
+  /** Endpoints of protocols that run on their server, in the order the API lists them. */
+  endpoints: ResolvedEndpoint[];
+  /** Endpoints whose protocol does not run there now (downloads answer 503, views hide them). */
+  hidden: ResolvedEndpoint[];
 }
 
-export function buildServerCatalog(endpoints: readonly OpenVpnEndpoint[], publicHost: string): ServerCatalog {
+export function buildServerCatalog(servers: readonly ServerWithAddress[], endpoints: readonly ProtocolEndpoint[], publicHost: string, offer: ProtocolOffer): ServerCatalog {
   const resolved = endpoints.map((e) => ({ ...e, address: e.address ?? publicHost }));
-  const servers: CatalogServer[] = [{ id: MAIN_SERVER.id, name: MAIN_SERVER.name, address: publicHost }];
-  for (const e of resolved) {
-    if (e.isDefault && e.serverId !== MAIN_SERVER.id) servers.push({ id: e.serverId, name: e.serverName, address: e.address });
-  }
-  return { servers, endpoints: resolved };
+  return {
+    servers: servers.map((s) => ({ id: s.id, name: s.name, address: s.address ?? publicHost })),
+    endpoints: resolved.filter((e) => offer.offers(e.protocol, e.serverId)),
+    hidden: resolved.filter((e) => !offer.offers(e.protocol, e.serverId)),
+  };
 }
 
-/**
- * The servers a user may use now: its own pin list (or every server when unpinned), narrowed
- * to what its reseller is allowed (empty allowed list = every server) and to servers that
- * still exist.
- */
+/** The servers a user may use now, among those that exist (the one server-access rule). */
 export function effectiveServerIds(nodes: string[] | null, reseller: ResellerRow | null, catalog: ServerCatalog): Set<string> {
-  const existing = catalog.servers.map((s) => s.id);
-  const allowed = reseller && reseller.allowed_servers.length > 0 ? new Set(reseller.allowed_servers) : null;
-  const wanted = nodes && nodes.length > 0 ? new Set(nodes) : null;
-  return new Set(existing.filter((id) => (!allowed || allowed.has(id)) && (!wanted || wanted.has(id))));
+  return new Set(catalog.servers.map((s) => s.id).filter((id) => mayUseServer(nodes, reseller?.allowed_servers, id)));
 }
 
-export function openVpnEndpointsFor(row: UserRow, reseller: ResellerRow | null, catalog: ServerCatalog): ResolvedOpenVpnEndpoint[] {
-  if (!row.enable_openvpn) return [];
+/** Endpoints of one protocol the user may dial (none when the protocol is off for the user). */
+export function endpointsFor(protocol: ProtocolId, row: UserRow, reseller: ResellerRow | null, catalog: ServerCatalog, which: 'endpoints' | 'hidden' = 'endpoints'): ResolvedEndpoint[] {
+  if (!row.protocols[protocol].enabled) return [];
   const ids = effectiveServerIds(row.nodes, reseller, catalog);
-  return catalog.endpoints.filter((e) => ids.has(e.serverId));
-}
-
-function fixedPortServers(enabled: boolean, ids: Set<string>, catalog: ServerCatalog, port: number, protocol: 'udp' | 'tcp'): ServerEndpointView[] {
-  if (!enabled) return [];
-  return catalog.servers.filter((s) => ids.has(s.id)).map((s) => ({ name: s.name, is_tunnel: false as const, address: s.address, port, protocol }));
+  return catalog[which].filter((e) => e.protocol === protocol && ids.has(e.serverId));
 }
 
 export interface DetailInputs {
@@ -292,8 +275,7 @@ export interface DetailInputs {
 }
 
 export function toDetail({ row, reseller, catalog, now, connections, subscriptionUrl }: DetailInputs): UserDetail {
-  const ids = effectiveServerIds(row.nodes, reseller, catalog);
-  return {
+  const detail: Record<string, unknown> = {
     username: row.username,
     status: statusOf(row, reseller, now),
     is_active: row.is_active,
@@ -315,24 +297,15 @@ export function toDetail({ row, reseller, catalog, now, connections, subscriptio
     sub_admin_id: row.sub_admin_id,
     nodes: row.nodes ?? [],
     subscription_url: subscriptionUrl,
-    enable_openvpn: row.enable_openvpn,
-    openvpn_password: row.openvpn_password,
-    enable_l2tp: row.enable_l2tp,
-    l2tp_password: row.l2tp_password,
-    enable_cisco: row.enable_cisco,
-    cisco_password: row.cisco_password,
-    enable_wg1: row.enable_wg,
-    wg_address: row.wg_address,
-    wg_public_key: row.wg_public_key,
-    openvpn_servers: openVpnEndpointsFor(row, reseller, catalog).map((e) => ({
-      name: e.serverName,
-      is_tunnel: false as const,
-      address: e.address,
-      port: e.port,
-      protocol: e.protocol,
-    })),
-    l2tp_servers: fixedPortServers(row.enable_l2tp, ids, catalog, L2TP_PORT, 'udp'),
-    cisco_servers: fixedPortServers(row.enable_cisco, ids, catalog, CISCO_PORT, 'tcp'),
-    wg_servers: fixedPortServers(row.enable_wg, ids, catalog, WIREGUARD_PORT, 'udp'),
   };
+  for (const p of PROTOCOLS) {
+    const state = row.protocols[p.id];
+    detail[p.api.enable] = state.enabled;
+    if (p.api.password) detail[p.api.password] = state.password;
+    for (const [field, column] of Object.entries(p.material.apiFields)) detail[field] = row.material[column] ?? null;
+    detail[p.api.servers] = endpointsFor(p.id, row, reseller, catalog).map(
+      (e): ServerEndpointView => ({ name: e.serverName, is_tunnel: false, address: e.address, port: e.port, protocol: e.transport }),
+    );
+  }
+  return detail as UserDetail;
 }

@@ -1,6 +1,9 @@
 import { expect } from 'chai';
 import { NodeRecord, Setting } from '../../core/db';
 import type { DomainEventMap } from '../../core/events';
+import { LocalHost } from '../../core/hosts/local-host';
+import { startProtocols } from '../../core/protocols/start';
+import { addScriptedPlugin } from '../fakes/scripted-plugin';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
 const INVALID_PSK = { success: false, message: 'Invalid PSK. Cannot be empty or contain double quotes.' };
@@ -61,15 +64,31 @@ forEachDatabase((kind) => {
       expect(get.body).to.deep.equal({ success: true, settings: { ipsec_psk: 'MyNewSecurePSK_2026' } });
     });
 
-    it('the node count is the nodes that are active now, not those installing, failed or offline', async () => {
-      await addNode('A', 'active');
-      await addNode('B', 'active');
+    it('the node count is the nodes whose plugins took the new PSK: none while no plugin runs on a node, never a failed one', async () => {
+      const a = await addNode('A', 'active');
+      const b = await addNode('B', 'active');
       await addNode('C', 'error');
       await addNode('D', 'installing');
       await addNode('E', 'offline');
-      const res = await update({ new_psk: 'Another one with spaces & symbols!#$%' });
-      expect(res.body).to.deep.equal({ success: true, message: 'IPsec PSK updated locally and on 2 nodes.' });
-      expect(await storedPsk()).to.equal('Another one with spaces & symbols!#$%');
+      let res = await update({ new_psk: 'First one' });
+      expect(res.body).to.deep.equal({ success: true, message: 'IPsec PSK updated locally and on 0 nodes.' });
+
+      const running = await startProtocols(h.core, { host: new LocalHost(), plugins: [] });
+      try {
+        const onA = await addScriptedPlugin(h.core.plugins, 'l2tp', `node_${a.id}`);
+        const onB = await addScriptedPlugin(h.core.plugins, 'l2tp', `node_${b.id}`);
+        onB.applyFailure = new Error('node unreachable');
+        res = await update({ new_psk: 'Another one with spaces & symbols!#$%' });
+        expect(res.body).to.deep.equal({ success: true, message: 'IPsec PSK updated locally and on 1 nodes.' });
+        expect(await storedPsk()).to.equal('Another one with spaces & symbols!#$%');
+        expect(onA.applied.at(-1)!.settings).to.deep.equal({ ipsec_psk: 'Another one with spaces & symbols!#$%', pki_crl: onA.applied.at(-1)!.settings.pki_crl });
+        // The main server's plugins took it too (they do not count as nodes).
+        expect(h.plugins.l2tp!.applied.at(-1)!.settings.ipsec_psk).to.equal('Another one with spaces & symbols!#$%');
+      } finally {
+        await running.stop();
+        h.core.plugins.remove('l2tp', `node_${a.id}`);
+        h.core.plugins.remove('l2tp', `node_${b.id}`);
+      }
     });
 
     it('an empty, absent or null PSK, or one with a double quote, is 400 "Invalid PSK. Cannot be empty or contain double quotes."', async () => {
@@ -109,7 +128,7 @@ forEachDatabase((kind) => {
 
     it('tRPC clients get the same answers', async () => {
       const caller = h.caller(h.adminKey);
-      expect(await caller.settings.updateIpsecPsk({ new_psk: 'viaTrpc' })).to.deep.equal({ success: true, message: 'IPsec PSK updated locally and on 2 nodes.' });
+      expect(await caller.settings.updateIpsecPsk({ new_psk: 'viaTrpc' })).to.deep.equal({ success: true, message: 'IPsec PSK updated locally and on 0 nodes.' });
       expect(await caller.settings.get()).to.deep.equal({ success: true, settings: { ipsec_psk: 'viaTrpc' } });
       let error: unknown;
       await caller.settings.updateIpsecPsk({ new_psk: 'a"b' }).catch((e: unknown) => (error = e));

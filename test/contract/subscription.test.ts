@@ -4,7 +4,6 @@ import request, { type Response } from 'supertest';
 import { mountPublicPages } from '../../api/pages';
 import { DomainError } from '../../core/errors';
 import { User } from '../../core/db';
-import type { OpenVpnProfileSource } from '../../api/pages/download';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
@@ -25,21 +24,29 @@ function expectPrivateHeaders(res: Response): void {
 }
 
 /**
- * Test double for the OpenVPN plugin's profile renderer, which does not exist yet: it stands
- * in for `services.openvpnProfiles` so the download route can be proven end to end.
+ * The harness's scripted OpenVPN plugin renders the profiles (no daemon runs): `renderedBy`
+ * lists (username, endpoint) of every profile it rendered, and `setRunning` turns it into an
+ * unavailable plugin, as when `openvpn` is not installed.
  */
-class FakeProfileSource implements OpenVpnProfileSource {
-  calls: Array<[string, string]> = [];
-  failWith?: Error;
-  async renderProfile(username: string, endpointName: string): Promise<string> {
-    this.calls.push([username, endpointName]);
-    if (this.failWith) throw this.failWith;
-    return `client\n# profile of ${username} for ${endpointName}\nremote vpn.example.test 1194 udp\n`;
+class FakeProfileSource {
+  constructor(private readonly h: Harness) {}
+  private get plugin() {
+    return this.h.plugins.openvpn!;
+  }
+  get calls(): Array<[string, string]> {
+    return this.plugin.rendered.map((r) => [r.user.username, r.endpoints.map((e) => `${e.host}:${e.port}/${e.protocol}`).join(',')]);
+  }
+  set failWith(error: Error | undefined) {
+    this.plugin.renderFailure = error;
   }
 }
-const setProfileSource = (h: Harness, source: OpenVpnProfileSource | undefined) => {
-  (h.services as { openvpnProfiles?: OpenVpnProfileSource }).openvpnProfiles = source;
-};
+async function setProfileSource(h: Harness, source: FakeProfileSource | undefined): Promise<void> {
+  const plugin = h.plugins.openvpn!;
+  plugin.rendered.length = 0;
+  plugin.renderFailure = undefined;
+  plugin.available = source ? { available: true } : { available: false, reason: 'openvpn is not installed' };
+  await h.core.plugins.refreshAvailability();
+}
 
 forEachDatabase((kind) => {
   describe(`subscription page and profile downloads [${kind}]`, () => {
@@ -277,9 +284,10 @@ forEachDatabase((kind) => {
     });
 
     describe('GET /download/{username}/{name}.ovpn', () => {
-      afterEach(() => setProfileSource(h, undefined));
+      afterEach(() => setProfileSource(h, new FakeProfileSource(h)));
 
       it('without the OpenVPN plugin: 503 naming the reason (only after the token and the name check out)', async () => {
+        await setProfileSource(h, undefined);
         const { token } = await subUrlOf('alice');
         const res = await h.http.get('/download/alice/main_udp.ovpn').query({ token });
         expect(res.status).to.equal(503);
@@ -291,8 +299,8 @@ forEachDatabase((kind) => {
         const alice = await subUrlOf('alice');
         const bob = await subUrlOf('bob');
         const dave = await subUrlOf('dave');
-        const fake = new FakeProfileSource();
-        setProfileSource(h, fake);
+        const fake = new FakeProfileSource(h);
+        await setProfileSource(h, fake);
         const cases: Array<[string, string, Record<string, string>]> = [
           ['wrong token', '/download/alice/main_udp.ovpn', { token: 'nope' }],
           ['missing token', '/download/alice/main_udp.ovpn', {}],
@@ -313,8 +321,8 @@ forEachDatabase((kind) => {
 
       it('with a profile source: the .ovpn as an attachment, rendered for that user and endpoint', async () => {
         const { token } = await subUrlOf('alice');
-        const fake = new FakeProfileSource();
-        setProfileSource(h, fake);
+        const fake = new FakeProfileSource(h);
+        await setProfileSource(h, fake);
         const res = await h.http.get('/download/alice/main_udp.ovpn').query({ token }).buffer(true).parse((r, cb) => {
           let data = '';
           r.setEncoding('utf8');
@@ -325,8 +333,8 @@ forEachDatabase((kind) => {
         expect(res.headers['content-type']).to.equal('application/x-openvpn-profile');
         expect(res.headers['content-disposition']).to.equal('attachment; filename="main_udp.ovpn"');
         expectPrivateHeaders(res);
-        expect(res.body).to.equal('client\n# profile of alice for main_udp\nremote vpn.example.test 1194 udp\n');
-        expect(fake.calls).to.deep.equal([['alice', 'main_udp']]);
+        expect(res.body).to.equal('# openvpn config of alice\nremote panel.example.test 1194 udp\n');
+        expect(fake.calls).to.deep.equal([['alice', 'panel.example.test:1194/udp']]);
 
         // Every link the subscription page offers downloads.
         const links = (await getSub('/sub/alice', token)).body.protocols.openvpn.links as Array<{ url: string }>;
@@ -338,8 +346,8 @@ forEachDatabase((kind) => {
 
       it("a renderer's domain error keeps its status and message; anything else is the generic 500", async () => {
         const { token } = await subUrlOf('alice');
-        const fake = new FakeProfileSource();
-        setProfileSource(h, fake);
+        const fake = new FakeProfileSource(h);
+        await setProfileSource(h, fake);
         fake.failWith = new DomainError('unavailable', 'Certificate generation is still running; try again in a minute.');
         let res = await h.http.get('/download/alice/main_udp.ovpn').query({ token });
         expect(res.status).to.equal(503);

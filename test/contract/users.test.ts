@@ -625,7 +625,7 @@ forEachDatabase((kind) => {
         const url = (await detail('tokenless')).subscription_url;
         expect(url).to.match(/\/sub\/tokenless\?token=[A-Za-z0-9_-]{43}$/);
         expect((await admin().get('/users/tokenless/sub')).body.sub_url).to.equal(url);
-        expect(await h.services.users.resolveSubscription('tokenless', tokenOf(url))).to.include({ username: 'tokenless' });
+        expect((await h.services.users.resolveSubscription('tokenless', tokenOf(url)))?.detail).to.include({ username: 'tokenless' });
       });
 
       it('the main admin sees a reseller\'s user; is_online/active_connections come from live sessions', async () => {
@@ -813,7 +813,7 @@ forEachDatabase((kind) => {
         await createUser('revoke_user', { enable_wg1: true, nodes: ['main'] });
         const oldUrl = (await detail('revoke_user')).subscription_url;
         const oldToken = tokenOf(oldUrl);
-        expect(await h.services.users.resolveSubscription('revoke_user', oldToken)).to.include({ username: 'revoke_user' });
+        expect((await h.services.users.resolveSubscription('revoke_user', oldToken))?.detail).to.include({ username: 'revoke_user' });
         const res = await admin().post('/users/revoke_user/revoke');
         expect(res.status).to.equal(200);
         expect(Object.keys(res.body).sort()).to.deep.equal(['message', 'new_subscription_url', 'success']);
@@ -823,9 +823,9 @@ forEachDatabase((kind) => {
         expect(newUrl).to.not.equal(oldUrl);
         expect(await h.services.users.resolveSubscription('revoke_user', oldToken)).to.equal(null);
         const resolved = await h.services.users.resolveSubscription('revoke_user', tokenOf(newUrl));
-        expect(resolved).to.include({ username: 'revoke_user', subscription_url: newUrl });
-        expect(resolved!.wg_private_key).to.match(/^[A-Za-z0-9+/]{43}=$/);
-        expect(resolved!.ovpn_links).to.deep.equal([{ name: 'main_udp', url: `${BASE}/download/revoke_user/main_udp.ovpn?token=${tokenOf(newUrl)}` }]);
+        expect(resolved!.detail).to.include({ username: 'revoke_user', subscription_url: newUrl });
+        expect(resolved!.row.material.wg_private_key).to.match(/^[A-Za-z0-9+/]{43}=$/);
+        expect(resolved!.clientConfigs.map((c) => ({ name: c.endpoint.name, url: c.url }))).to.deep.equal([{ name: 'main_udp', url: `${BASE}/download/revoke_user/main_udp.ovpn?token=${tokenOf(newUrl)}` }]);
         expect((await detail('revoke_user')).subscription_url).to.equal(newUrl);
         expect((await admin().get('/users/revoke_user/sub')).body).to.deep.equal({ success: true, sub_url: newUrl });
         const row = (await User.findOne({ where: { username: 'revoke_user' }, raw: true }))!;
@@ -847,7 +847,7 @@ forEachDatabase((kind) => {
         expect(await users.resolveSubscription('resolve_b', tokenA)).to.equal(null);
         expect(await users.resolveSubscription('nobody_here', tokenA)).to.equal(null);
         expect(await users.resolveSubscription('resolve_a', '')).to.equal(null);
-        expect(await users.resolveSubscription('resolve_a', tokenA)).to.include({ username: 'resolve_a' });
+        expect((await users.resolveSubscription('resolve_a', tokenA))?.detail).to.include({ username: 'resolve_a' });
       });
 
       it('GET /users/{u}/sub gives the subscription URL; a reseller with a subscription_port gets that port', async () => {

@@ -6,6 +6,10 @@ import {
   defineProtocolPlugin,
   type AuthorizeResult,
   type Availability,
+  type ClientEndpoint,
+  type ClientUser,
+  type DesiredState,
+  type PluginCapabilities,
   type LiveSession,
   type PluginContext,
   type PortNeed,
@@ -32,6 +36,26 @@ export interface ScriptedPluginOptions {
   file?: string;
   /** Answer polls as raw status text in this format instead of parsed sessions. */
   text?: { format: StatusFormat; scope: string };
+  /**
+   * A daemon without a login hook (WireGuard peers, chap-secrets): it lets in exactly the
+   * users of the last applied state, and dropping a user from it cuts that user's sessions.
+   * Default false: the daemon asks core's authorize at every login, like OpenVPN.
+   */
+  loginless?: boolean;
+  /** Declares client configs with this extension (rendered as a small text file). */
+  clientConfig?: { extension: string; mediaType: string };
+}
+
+/** What a scripted plugin declares, from its options. */
+export function scriptedCapabilities(options: ScriptedPluginOptions = {}): PluginCapabilities {
+  return {
+    gatesLogins: !options.loginless,
+    reportsEndedSessions: true,
+    poll: options.text?.format ?? 'sessions',
+    takesListeners: true,
+    settings: ['ipsec_psk', 'pki_crl'],
+    clientConfig: options.clientConfig ?? null,
+  };
 }
 
 /**
@@ -58,6 +82,14 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
   private readonly queued: Array<SessionPoll | Error> = [];
   private failures: Error[] = [];
   polls = 0;
+  /** Every state core applied, oldest first. */
+  readonly applied: DesiredState[] = [];
+  /** Client configs rendered, with what core handed over. */
+  readonly rendered: Array<{ user: ClientUser; endpoints: readonly ClientEndpoint[] }> = [];
+  /** When set, `renderClientConfig` fails with it. */
+  renderFailure?: Error;
+  /** When set, `apply` fails with it (an unreachable node, a daemon that will not start). */
+  applyFailure?: Error;
 
   constructor(
     readonly ctx: PluginContext<unknown>,
@@ -66,7 +98,26 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
   ) {}
 
   get serverId(): string {
-    return this.ctx.host.id;
+    return this.ctx.serverId;
+  }
+
+  /** The users of the last applied state (who a login-less daemon lets in). */
+  allowedUsers(): string[] {
+    return (this.applied.at(-1)?.users ?? []).map((u) => u.username);
+  }
+
+  /**
+   * A device connecting, the way the real daemon would take it: a gating daemon asks core; a
+   * login-less one lets in whoever the last applied state lists. The session appears on success.
+   */
+  async connect(session: ScriptedSession, password?: string): Promise<AuthorizeResult> {
+    const verdict = this.options.loginless
+      ? this.allowedUsers().includes(session.username)
+        ? ({ allowed: true } as const)
+        : ({ allowed: false, reason: 'not a configured peer' } as const)
+      : await this.authorize(session.username, password);
+    if (verdict.allowed) this.set(session);
+    return verdict;
   }
 
   /** Adds or updates a live session (counters are cumulative, as daemons report them). */
@@ -114,9 +165,20 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
   async availability(): Promise<Availability> {
     return this.available;
   }
-  async start(): Promise<void> {}
+  async apply(state: DesiredState): Promise<void> {
+    if (this.applyFailure) throw this.applyFailure;
+    this.applied.push(state);
+    if (!this.options.loginless) return;
+    // Removing a peer ends its sessions, as `wg set … remove` does.
+    const allowed = new Set(state.users.map((u) => u.username));
+    for (const [key, s] of [...this.sessions]) if (!allowed.has(s.username)) this.sessions.delete(key);
+  }
   async stop(): Promise<void> {}
-  async syncUsers(): Promise<void> {}
+  async renderClientConfig(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string> {
+    this.rendered.push({ user, endpoints });
+    if (this.renderFailure) throw this.renderFailure;
+    return `# ${this.protocol} config of ${user.username}\n${endpoints.map((e) => `remote ${e.host} ${e.port} ${e.protocol}`).join('\n')}\n`;
+  }
   async ports(): Promise<PortNeed[]> {
     return [];
   }
@@ -191,7 +253,7 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
     } else {
       throw new Error(`scripted plugin: ${format} is not scripted`);
     }
-    return { kind: 'status-text', format, text, scope, protocol: this.protocol, serverId: this.serverId };
+    return { kind: 'status-text', format, texts: [{ scope, text }] };
   }
 }
 
@@ -199,7 +261,8 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
 export function scriptedPluginDefinition(protocol: ProtocolId, onCreate: (p: ScriptedPlugin) => void, options: ScriptedPluginOptions = {}): ProtocolPluginDefinition<Record<string, never>> {
   return defineProtocolPlugin({
     id: protocol,
-    apiVersion: 1,
+    apiVersion: '2.0',
+    capabilities: scriptedCapabilities(options),
     configSchema: z.object({}) as unknown as z.ZodType<Record<string, never>>,
     create: (ctx) => {
       const p = new ScriptedPlugin(ctx as PluginContext<unknown>, protocol, options);

@@ -8,6 +8,8 @@ import { createApp } from '../../api/server';
 import { createCallerFactory } from '../../api/trpc';
 import { appRouter } from '../../api/routers';
 import { randomKey } from '../../core/secrets';
+import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type ProtocolId } from '../../core/protocols/table';
+import { addScriptedPlugin, type ScriptedPlugin } from '../fakes/scripted-plugin';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -56,6 +58,12 @@ async function createPostgresDatabase(url: string): Promise<{ url: string; drop(
 
 export interface Harness {
   core: Core;
+  /**
+   * Scripted stand-ins for every protocol's plugin on the main server (no daemon runs), so
+   * the API shows what it shows when all four protocols run. The ports-table protocol's
+   * renders client configs. Empty with `{ protocols: 'none' }`.
+   */
+  plugins: Partial<Record<ProtocolId, ScriptedPlugin>>;
   services: Core['services'];
   app: Express;
   http: ReturnType<typeof request>;
@@ -67,7 +75,12 @@ export interface Harness {
 }
 
 /** A fresh daemon core on an empty database, with the HTTP app (not listening) for supertest. */
-export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<string, string> = {}): Promise<Harness> {
+export interface HarnessOptions {
+  /** `scripted` (default): a scripted plugin per protocol on main; `none`: no plugin at all. */
+  protocols?: 'scripted' | 'none';
+}
+
+export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<string, string> = {}, options: HarnessOptions = {}): Promise<Harness> {
   let databaseUrl = 'sqlite::memory:';
   let dropDatabase = async () => {};
   if (kind === 'postgres') {
@@ -89,8 +102,16 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
   const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
   const core = await bootstrapCore(config, { clock, ephemeral: true });
   const app = createApp(core.services);
+  const plugins: Harness['plugins'] = {};
+  if ((options.protocols ?? 'scripted') === 'scripted') {
+    for (const spec of PROTOCOLS) {
+      const clientConfig = spec.id === PORTS_TABLE_PROTOCOL.id ? { extension: 'ovpn', mediaType: 'application/x-openvpn-profile' } : undefined;
+      plugins[spec.id] = await addScriptedPlugin(core.plugins, spec.id, 'main', { clientConfig });
+    }
+  }
   return {
     core,
+    plugins,
     services: core.services,
     app,
     http: request(app),

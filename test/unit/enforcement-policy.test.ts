@@ -31,13 +31,7 @@ function user(overrides: Partial<UserFacts> = {}): UserFacts {
     data_limit_reset_strategy: 'no_reset',
     last_traffic_reset_at: null,
     created_at: new Date('2026-01-01T00:00:00Z'),
-    enable_openvpn: true,
-    enable_l2tp: true,
-    enable_cisco: true,
-    enable_wg: true,
-    openvpn_password: null,
-    l2tp_password: 'l2tp-pass',
-    cisco_password: null,
+    protocols: { openvpn: { password: null }, l2tp: { password: 'l2tp-pass' }, cisco: { password: null }, wireguard: { password: null } },
     nodes: null,
     ...overrides,
   };
@@ -147,16 +141,18 @@ describe('enforcement policy', () => {
       expect(ask(user(), {}, 'l2tp', 'l2tp-pas')).to.deep.equal({ allowed: false, reason: 'invalid credentials' });
     });
     it('opens sealed passwords before comparing', () => {
-      const u = user({ l2tp_password: 'v1.sealed' });
+      const u = user({ protocols: { l2tp: { password: 'v1.sealed' } } });
       expect(ask(u, { openSecret: (s) => (s === 'v1.sealed' ? 'plain' : s) }, 'l2tp', 'plain')).to.deep.equal({ allowed: true });
     });
   });
 
-  it("server lists: the user's own list wins, else the reseller's non-empty allow-list", () => {
+  it("server lists: the user's own pins narrowed by the reseller's non-empty allow-list (the one rule the views use too)", () => {
     expect(serverAllowed({ nodes: JSON.stringify(['node_1']) }, null, 'main')).to.equal(false);
     expect(serverAllowed({ nodes: JSON.stringify(['node_1']) }, null, 'node_1')).to.equal(true);
     expect(serverAllowed({ nodes: null }, { allowed_servers: JSON.stringify(['main']) }, 'node_2')).to.equal(false);
     expect(serverAllowed({ nodes: null }, { allowed_servers: '[]' }, 'node_2')).to.equal(true);
+    // A reseller that lost node_1 takes it from users pinned to it as well.
+    expect(serverAllowed({ nodes: JSON.stringify(['node_1']) }, { allowed_servers: JSON.stringify(['main']) }, 'node_1')).to.equal(false);
   });
 
   it('flexible_days activation: first_connection_at = now, expiry = now + pending_activation_days', () => {

@@ -1,34 +1,13 @@
 import { expect } from 'chai';
 import { DomainError } from '../../core/errors';
-import { applyUserFields, dataLimitBytes, expiryFromDateString } from '../../core/services/users';
+import { applyUserFields, dataLimitBytes, expiryFromDateString, NEW_USER_DEFAULTS } from '../../core/services/users';
 import { buildServerCatalog, effectiveServerIds, readResellerRow, readUserRow, toDate } from '../../core/services/user-view';
 import { generateWireGuardKeyPair, wireGuardAddressFor, wireGuardPublicKeyOf } from '../../core/protocols/wireguard-material';
-import type { OpenVpnEndpoint } from '../../core/services/servers';
 
 const NOW = new Date('2026-06-01T12:00:00.000Z');
 const DAY_MS = 86_400_000;
 
-const base = {
-  is_active: true,
-  max_clients: 1,
-  activation_type: 'fixed_date' as const,
-  pending_activation_days: null,
-  expiry_date: null,
-  first_connection_at: null,
-  data_limit: 0,
-  data_limit_unit: 'GB' as const,
-  data_limit_bytes: 0,
-  data_limit_reset_strategy: 'no_reset' as const,
-  enable_openvpn: true,
-  openvpn_password: null,
-  enable_l2tp: false,
-  l2tp_password: null,
-  enable_cisco: false,
-  cisco_password: null,
-  enable_wg: false,
-  nodes: null,
-  notes: null,
-};
+const base = NEW_USER_DEFAULTS;
 
 function invalidMessage(fn: () => unknown): string {
   try {
@@ -96,8 +75,8 @@ describe('users: field rules (pure)', () => {
 
   it('applyUserFields: every printable ASCII character but space, quote and backslash is a valid password character', () => {
     const allowed = Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).filter((c) => c !== '"' && c !== '\\').join('');
-    expect(applyUserFields(base, { l2tp_password: allowed.slice(0, 64) }, NOW, false).l2tp_password).to.equal(allowed.slice(0, 64));
-    expect(applyUserFields(base, { l2tp_password: allowed.slice(64) }, NOW, false).l2tp_password).to.equal(allowed.slice(64));
+    expect(applyUserFields(base, { l2tp_password: allowed.slice(0, 64) }, NOW, false).protocols.l2tp.password).to.equal(allowed.slice(0, 64));
+    expect(applyUserFields(base, { l2tp_password: allowed.slice(64) }, NOW, false).protocols.l2tp.password).to.equal(allowed.slice(64));
     for (const bad of ['"', '\\', ' ', '\x7f', '\x00', 'é']) {
       expect(() => applyUserFields(base, { cisco_password: `ab${bad}cd` }, NOW, false), JSON.stringify(bad)).to.throw(DomainError, 'Invalid cisco_password');
     }
@@ -120,8 +99,9 @@ describe('users: row reading and server lists (pure)', () => {
   });
 
   it('effectiveServerIds: user pins ∩ reseller allowed ∩ servers that exist', () => {
-    const endpoint = (serverId: string, address: string | null): OpenVpnEndpoint => ({ name: `${serverId}_udp`, serverId, serverName: serverId, port: 1194, protocol: 'udp', isDefault: true, portId: null, address });
-    const catalog = buildServerCatalog([endpoint('main', null), endpoint('node_1', '192.0.2.1'), endpoint('node_2', '192.0.2.2')], 'vpn.example');
+    const server = (id: string, address: string | null) => ({ id, name: id, address });
+    const everywhere = { offers: () => true };
+    const catalog = buildServerCatalog([server('main', null), server('node_1', '192.0.2.1'), server('node_2', '192.0.2.2')], [], 'vpn.example', everywhere);
     expect(catalog.servers.map((s) => `${s.id}@${s.address}`)).to.deep.equal(['main@vpn.example', 'node_1@192.0.2.1', 'node_2@192.0.2.2']);
     const reseller = readResellerRow({ id: 1, username: 'r', is_active: true, allowed_servers: '["main","node_2","node_9"]', used_traffic_bytes: 0 });
     expect([...effectiveServerIds(null, null, catalog)]).to.deep.equal(['main', 'node_1', 'node_2']);
