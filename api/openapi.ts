@@ -1,4 +1,5 @@
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
+import { PROTOCOLS } from '../core/protocols/table';
 import { appRouter } from './routers';
 
 let cached: { baseUrl: string; doc: OpenAPIObject } | undefined;
@@ -9,7 +10,8 @@ export function openApiDocument(baseUrl: string): OpenAPIObject {
   const doc = generateOpenApiDocument(appRouter, {
     title: 'polygate API',
     description:
-      'Multi-protocol VPN panel (OpenVPN, L2TP/IPsec, Cisco AnyConnect, WireGuard). Every request needs the X-API-KEY header: the main admin key or a sub-admin (reseller) key. Errors are `{"success": false, "message": "…"}`.',
+      `Multi-protocol VPN panel (${PROTOCOLS.map((p) => p.displayName).join(', ')}). ` +
+      'Every request needs the X-API-KEY header: the main admin key or a sub-admin (reseller) key. Errors are `{"success": false, "message": "…"}`.',
     version: '1.0.0',
     openApiVersion: '3.1.0',
     baseUrl: `${baseUrl}/api/v1`,

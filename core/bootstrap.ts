@@ -15,8 +15,9 @@ import { PluginRegistry } from './plugin/registry';
 import { PORTS_TABLE_PROTOCOL } from './protocols/table';
 import { randomKey, SecretBox } from './secrets';
 import { createServices, type Services } from './services';
-import { wireGuardAddressFor } from './protocols/wireguard-material';
-import type { AddressLeases } from './services';
+import { clientPoolOf } from './protocols/start';
+import { protocolSpec } from './protocols/table';
+import { UserAddressLeases } from './services/address-leases';
 import { DEFAULT_LISTENER_PORT_SETTING, DEFAULT_LISTENER_TRANSPORT_SETTING } from './services/servers';
 import type { SettingsPropagation } from './services/settings';
 import { StatusBoard } from './status';
@@ -91,7 +92,7 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     offer: plugins,
     formats: plugins,
     renderers: plugins,
-    addresses: interimAddresses,
+    addresses: new UserAddressLeases(ctx, (protocol) => clientPoolOf(config, protocolSpec(protocol))),
     metricsRegistry: accounting.metrics.registry,
     propagation,
   });
@@ -162,10 +163,3 @@ function loadOrCreateSecretKey(dataDir: string): Buffer {
   writeFileSync(file, key.toString('base64'), { mode: 0o600 });
   return key;
 }
-
-// TEMPORARY until core/services/address-pool.ts lands in this change: addresses derived from row ids.
-const interimAddresses: AddressLeases = {
-  poolOf: () => '10.66.0.0/16',
-  leaseMany: async (_pool, ids) => new Map(ids.map((id) => [id, wireGuardAddressFor(id)])),
-  releaseUsers: async () => undefined,
-};

@@ -50,7 +50,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       .then(async () => {
         const claims = (await services.portRegistry.list()).filter((c) => c.server === 'main');
         // VPN clients reach the world through the server: masquerade every running protocol's pool.
-        const pools = new Set(core.plugins.available().filter((p) => p.serverId === 'main').map((p) => clientPoolOf(core, protocolSpec(p.protocol))));
+        const pools = new Set(core.plugins.available().filter((p) => p.serverId === 'main').map((p) => clientPoolOf(config, protocolSpec(p.protocol))));
         await fw.apply({
           openPorts: claims.map((c) => ({ port: c.port, protocol: c.protocol, owner: c.owner })),
           nat: [...pools].map((sourceCidr) => ({ sourceCidr })),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PORTS_TABLE_PROTOCOL } from '../../core/protocols/table';
 import { mainAdminProcedure, mainAdminStrictProcedure, router } from '../trpc';
 
 const protocol = z.enum(['udp', 'tcp']);
@@ -7,7 +8,7 @@ const serversAnswer = z.object({ success: z.literal(true), servers: z.array(serv
 
 export const portsRouter = router({
   list: mainAdminStrictProcedure
-    .meta({ openapi: { method: 'GET', path: '/public/ports', tags: ['Ports'], summary: 'Default and custom OpenVPN ports per server', protect: true } })
+    .meta({ openapi: { method: 'GET', path: '/public/ports', tags: ['Ports'], summary: `Default and custom ${PORTS_TABLE_PROTOCOL.displayName} ports per server`, protect: true } })
     .input(z.void())
     .output(
       z.object({

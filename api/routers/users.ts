@@ -207,7 +207,7 @@ export const usersRouter = router({
     .query(async ({ ctx, input }) => ({ success: true as const, sub_url: await ctx.services.users.subscriptionUrl(ctx.principal, input.username) })),
 
   ovpnLinks: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/users/{username}/all_ovpn_links', tags, summary: 'One OpenVPN profile link per server and port the user may use', protect: true } })
+    .meta({ openapi: { method: 'GET', path: '/users/{username}/all_ovpn_links', tags, summary: `One ${PORTS_TABLE_PROTOCOL.displayName} profile link per server and port the user may use`, protect: true } })
     .input(byName)
     .output(z.object({ success: z.literal(true), username: z.string(), links: z.array(z.object({ name: z.string(), url: z.string() })) }))
     .query(async ({ ctx, input }) => ({

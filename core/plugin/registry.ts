@@ -3,6 +3,7 @@ import type { CoreContext } from '../context';
 import type { Host } from '../hosts/host';
 import type { Logger } from '../logger';
 import type { Clock } from '../clock';
+import { STATUS_FORMATS } from '../protocols/status-formats';
 import { isProtocolId, protocolOfPluginName, protocolSpec } from '../protocols/table';
 import {
   PLUGIN_API_VERSION,
@@ -351,7 +352,7 @@ export class PluginRegistry {
 }
 
 const INSTANCE_METHODS = ['availability', 'apply', 'stop', 'ports', 'pollSessions', 'disconnect'] as const;
-const POLL_FORMS = ['sessions', 'openvpn-status3', 'wg-dump', 'ocserv-json'];
+const POLL_FORMS: readonly string[] = ['sessions', ...STATUS_FORMATS];
 const SETTING_KEYS = ['ipsec_psk', 'pki_crl'];
 
 /** `2.0` → [2, 0]; null when it is not `major.minor`. */

@@ -28,8 +28,8 @@ export interface LiveSession {
   txBytes: number;
 }
 
-/** Raw status text formats the native accounting addon parses in one call. */
-export type StatusFormat = 'openvpn-status3' | 'wg-dump' | 'ocserv-json';
+export type { StatusFormat } from '../protocols/status-formats';
+import type { StatusFormat } from '../protocols/status-formats';
 
 /** One daemon's status text; `scope` makes its connection ids unique across the plugin's daemons. */
 export interface StatusText {

@@ -1,4 +1,5 @@
 import type { Core } from '../bootstrap';
+import type { Config } from '../config';
 import type { Host } from '../hosts/host';
 import { Reconciler, type ReconcilerOptions } from '../reconciler/reconciler';
 import { protocolOfPluginName, type ProtocolSpec } from './table';
@@ -19,8 +20,8 @@ export interface RunningProtocols {
 }
 
 /** The client pool of a protocol: its setting when the operator gave one, else the table's default. */
-export function clientPoolOf(core: Core, spec: ProtocolSpec): string {
-  const configured = (core.ctx.config as unknown as Record<string, unknown>)[spec.poolConfigKey];
+export function clientPoolOf(config: Config, spec: ProtocolSpec): string {
+  const configured = (config as unknown as Record<string, unknown>)[spec.poolConfigKey];
   return typeof configured === 'string' && configured ? configured : spec.defaultClientPool;
 }
 
@@ -35,7 +36,7 @@ export async function startProtocols(core: Core, options: ProtocolsOptions): Pro
     const plugin = await core.plugins.load(name, {
       serverId: 'main',
       host: options.host,
-      clientPool: spec ? clientPoolOf(core, spec) : undefined,
+      clientPool: spec ? clientPoolOf(core.ctx.config, spec) : undefined,
       config: options.pluginConfig?.[name] ?? {},
     });
     if (plugin.state !== 'available') core.ctx.logger.warn({ plugin: plugin.id, reason: plugin.reason }, 'protocol plugin unavailable');
