@@ -168,8 +168,7 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
   async apply(state: DesiredState): Promise<void> {
     if (this.applyFailure) throw this.applyFailure;
     this.applied.push(state);
-    if (!this.options.loginless) return;
-    // Removing a peer ends its sessions, as `wg set … remove` does.
+    // A user no longer listed loses its sessions (a removed peer, a user OpenVPN cuts on sync).
     const allowed = new Set(state.users.map((u) => u.username));
     for (const [key, s] of [...this.sessions]) if (!allowed.has(s.username)) this.sessions.delete(key);
   }
@@ -180,7 +179,7 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
     return `# ${this.protocol} config of ${user.username}\n${endpoints.map((e) => `remote ${e.host} ${e.port} ${e.protocol}`).join('\n')}\n`;
   }
   async ports(): Promise<PortNeed[]> {
-    return [];
+    return (this.applied.at(-1)?.listeners ?? []).map((l) => ({ ...l, purpose: `scripted ${this.protocol}` }));
   }
 
   async pollSessions(): Promise<SessionPoll> {
