@@ -163,6 +163,8 @@ export interface ClientConfigFormat {
   /** File name extension without the dot: `ovpn`, `conf`. */
   extension: string;
   mediaType: string;
+  /** The config is small enough to import from a QR code (WireGuard's mobile apps do): the subscription page shows one. */
+  qr?: boolean;
 }
 
 /**
