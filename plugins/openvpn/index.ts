@@ -1,38 +1,43 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
+import net from 'node:net';
 import { z } from 'zod';
-import { invalid, notFound, unavailable } from '../../core';
 import {
+  assertTransport,
   defineProtocolPlugin,
+  freeSubnet,
+  invalid,
+  notFound,
+  parseStatusText,
+  ProcessSupervisor,
+  runChecked,
+  sameSecret,
+  SerialLock,
+  subnetsOverlap,
+  unavailable,
+  USERNAME_PATTERN,
   type Availability,
   type ClientEndpoint,
+  type ClientUser,
+  type DesiredState,
   type DesiredUser,
-  type ListenerSpec,
-  type LiveSession,
+  type PluginCapabilities,
   type PluginContext,
   type PortNeed,
   type ProtocolPluginInstance,
   type SessionPoll,
+  type StatusTextSession,
 } from '../../core';
 import { ManagementClient, type ConnectRequest } from './management';
-import { Pki } from './pki';
 import { renderClientProfile, renderServerConfig, type ClientRemote } from './render';
-import { openVpnScope, openVpnSessionKey, parseStatus3, sessionsFromStatus3, type Status3Client } from './status';
-import { ProcessSupervisor } from '../../core';
-import { USERNAME_RE, assertHost, assertIp, assertPort, assertProto, assertSafePath, nthSubnet, parseIpv4Subnet } from './validate';
+import { assertCommonName, assertHost, assertIp, assertPort, assertSafePath, parseIpv4Subnet } from './validate';
 
 export { ManagementClient, ManagementParser, sanitizeReason } from './management';
-export { Pki, parseIndex } from './pki';
 export { renderClientProfile, renderServerConfig } from './render';
-export { parseStatus3, sessionsFromStatus3, openVpnScope, openVpnSessionKey } from './status';
-export { ProcessSupervisor } from '../../core';
 
 /** Plugin settings; every field has a default, so `{}` is a valid configuration. */
 export const openVpnConfigSchema = z.object({
-  /** Server id used in scopes, session keys and authorize requests; default: the host's id (`main`, `node_3`). */
-  serverId: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
-  /** Client subnets of instances without an explicit one are carved from here, one per instance. */
-  subnetPool: z.string().default('10.8.0.0/16'),
+  /** Client subnets are carved from here, one per instance; default: the pool core hands over (`ctx.clientPool`). */
+  subnetPool: z.string().optional(),
   instancePrefix: z.number().int().min(16).max(29).default(24),
   /** Clients send username + password besides their certificate. */
   passwordAuth: z.boolean().default(true),
@@ -43,16 +48,15 @@ export const openVpnConfigSchema = z.object({
   keepaliveTimeout: z.number().int().min(2).max(7200).default(60),
   /** `>BYTECOUNT_CLI` interval: keeps the last known counters of live sessions fresh for when a server dies. 0 = off. */
   bytecountIntervalSec: z.number().int().min(0).max(3600).default(5),
-  caCommonName: z.string().default('polygate-ca'),
-  serverCommonName: z.string().default('polygate-server'),
-  /** Default `remote` host of client profiles. */
+  /** CN of this server's certificate (clients check it with `verify-x509-name`); default `openvpn.<serverId>`. */
+  serverCommonName: z.string().optional(),
+  /** Default `remote` host of client profiles; also put in the server certificate's SANs. */
   publicHost: z.string().optional(),
   openvpnPath: z.string().default('openvpn'),
-  opensslPath: z.string().default('openssl'),
   restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
   restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
   managementTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-  /** How long start() waits for each instance's management interface. */
+  /** How long apply() waits for each new instance's management interface. */
   startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
   dco: z.boolean().default(false),
   verb: z.number().int().min(0).max(11).default(3),
@@ -60,15 +64,41 @@ export const openVpnConfigSchema = z.object({
 
 export type OpenVpnConfig = z.infer<typeof openVpnConfigSchema>;
 
+/** What the OpenVPN plugin declares to core. */
+export const OPENVPN_CAPABILITIES: PluginCapabilities = {
+  gatesLogins: true,
+  reportsEndedSessions: true,
+  poll: 'openvpn-status3',
+  takesListeners: true,
+  settings: ['pki_crl'],
+  clientConfig: { extension: 'ovpn', mediaType: 'application/x-openvpn-profile' },
+};
+
 /** One listener: one OpenVPN process. */
-export interface OpenVpnInstanceSpec {
+interface OpenVpnInstanceSpec {
   port: number;
   proto: 'udp' | 'tcp';
-  /** IPv4 CIDR of its client pool; default: the next free network of `subnetPool`. */
-  subnet?: string;
-  /** Bind address; default all. */
-  local?: string;
 }
+
+/** Files the server configs point at, in `<stateDir>/pki` on the plugin's host. */
+interface MaterialPaths {
+  dir: string;
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+  crl: string;
+  tlsCrypt: string;
+}
+
+/**
+ * The session key of one OpenVPN connection: OpenVPN's client id is unique within one
+ * process run, so the scope (`<serverId>:<port><proto>`) makes it unique across instances,
+ * and `connectedAt` tells a reused id after a restart apart.
+ */
+export const openVpnSessionKey = (scope: string, clientId: string | number): string => `${scope}:${clientId}`;
+
+/** `main:1194udp`. */
+export const openVpnScope = (serverId: string, port: number, proto: 'udp' | 'tcp'): string => `${serverId}:${port}${proto}`;
 
 interface TrackedSession {
   cid: number;
@@ -81,7 +111,7 @@ interface TrackedSession {
 
 interface Instance {
   key: string;
-  spec: Required<Pick<OpenVpnInstanceSpec, 'port' | 'proto' | 'subnet'>> & Pick<OpenVpnInstanceSpec, 'local'>;
+  spec: OpenVpnInstanceSpec & { subnet: string };
   index: number;
   device: string;
   scope: string;
@@ -97,123 +127,112 @@ const instanceKey = (port: number, proto: string) => `${port}${proto}`;
 const HALT_GRACE_MS = 10_000;
 /** Linux limit for a unix socket path (sun_path) including the NUL. */
 const MAX_SOCKET_PATH = 107;
+const CRL_RE = /^-----BEGIN X509 CRL-----\n[A-Za-z0-9+/=\n]+-----END X509 CRL-----\n?$/;
 
 /**
- * OpenVPN on one host: one supervised `openvpn` process per (port, protocol), each with a
- * management connection that decides every login (certificate CN = username, password
- * from syncUsers, then core's authorize), reports ended sessions with their final
- * counters, and answers `status 3` for accounting.
+ * OpenVPN on one host: one supervised `openvpn` process per listener, each with a management
+ * connection that decides every login (certificate CN = username, the password from the
+ * applied state, then core's authorize), reports ended sessions with their final counters,
+ * and answers `status 3` for accounting. Certificates come from the panel's PKI
+ * (`ctx.pki`); revocations arrive as the `pki_crl` setting and are checked by OpenVPN on
+ * every new connection (`crl-verify`), without a restart.
  *
  * @example
- * const vpn = openvpnPlugin.create(ctx) as OpenVpnPlugin;
- * await vpn.setInstances([{ port: 1194, proto: 'udp' }]);
- * await vpn.syncUsers([{ username: 'alice', password: 's3cret' }]);
- * await vpn.start();
- * const profile = await vpn.clientProfile('alice', [{ host: 'vpn.example.com', port: 1194, proto: 'udp' }]);
+ * const vpn = openvpnPlugin.create(ctx);
+ * await vpn.apply({ listeners: [{ port: 1194, protocol: 'udp' }], users: [{ username: 'alice', password: 's3cret', material: {} }], settings: { pki_crl: crl } });
+ * const profile = await vpn.renderClientConfig!({ username: 'alice', material: {} }, [{ host: 'vpn.example.com', port: 1194, protocol: 'udp' }]);
  */
 export class OpenVpnPlugin implements ProtocolPluginInstance {
-  readonly pki: Pki;
-  private readonly halting = new Map<string, number>();
   readonly serverId: string;
+  readonly serverCommonName: string;
+  private readonly halting = new Map<string, number>();
   private readonly config: OpenVpnConfig;
   private readonly stateDir: string;
+  private readonly subnetPool: string;
+  private readonly paths: MaterialPaths;
   private desired = new Map<string, OpenVpnInstanceSpec>();
   private readonly running = new Map<string, Instance>();
   private users = new Map<string, DesiredUser>();
-  private started = false;
-  /** Serializes start/stop/setInstances so reconciliation never interleaves. */
-  private lock: Promise<unknown> = Promise.resolve();
+  private materialReady = false;
+  private crlWritten: string | undefined;
+  /** apply/stop/material run one at a time, so the host never sees two reconciliations interleave. */
+  private readonly lock = new SerialLock();
 
   constructor(private readonly ctx: PluginContext<OpenVpnConfig>) {
     this.config = ctx.config;
     this.stateDir = assertSafePath(ctx.stateDir, 'OpenVPN state directory');
-    this.serverId = this.config.serverId ?? ctx.host.id;
-    parseIpv4Subnet(this.config.subnetPool, 'subnetPool');
+    this.serverId = ctx.serverId;
+    this.subnetPool = this.config.subnetPool ?? ctx.clientPool;
+    parseIpv4Subnet(this.subnetPool, 'subnetPool');
     for (const d of this.config.dns) assertIp(d, 'dns');
     if (this.config.publicHost !== undefined) assertHost(this.config.publicHost, 'publicHost');
-    this.pki = new Pki({
-      host: ctx.host,
-      dir: path.posix.join(this.stateDir, 'pki'),
-      caCommonName: this.config.caCommonName,
-      serverCommonName: this.config.serverCommonName,
-      opensslPath: this.config.opensslPath,
-      openvpnPath: this.config.openvpnPath,
-    });
+    this.serverCommonName = assertCommonName(this.config.serverCommonName ?? `openvpn.${this.serverId}`, 'serverCommonName');
+    const dir = path.posix.join(this.stateDir, 'pki');
+    this.paths = {
+      dir,
+      caCert: path.posix.join(dir, 'ca.crt'),
+      serverCert: path.posix.join(dir, 'server.crt'),
+      serverKey: path.posix.join(dir, 'server.key'),
+      crl: path.posix.join(dir, 'crl.pem'),
+      tlsCrypt: path.posix.join(dir, 'tls-crypt.key'),
+    };
   }
 
   async availability(): Promise<Availability> {
     const { host } = this.ctx;
     const missing: string[] = [];
-    const probe = async (argv: string[], expect: RegExp) => {
-      try {
-        const r = await host.run(argv, { timeoutMs: 15_000 });
-        if (!expect.test(r.stdout + r.stderr)) missing.push(`${argv[0]} did not answer ${argv.slice(1).join(' ')} (code ${r.code})`);
-      } catch (e) {
-        missing.push((e as Error).message);
-      }
-    };
-    await probe([this.config.openvpnPath, '--version'], /OpenVPN 2\.\d/);
-    await probe([this.config.opensslPath, 'version'], /SSL/);
+    try {
+      const r = await host.run([this.config.openvpnPath, '--version'], { timeoutMs: 15_000 });
+      if (!/OpenVPN 2\.\d/.test(r.stdout + r.stderr)) missing.push(`${this.config.openvpnPath} did not answer --version (code ${r.code})`);
+    } catch (e) {
+      missing.push((e as Error).message);
+    }
     if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
     return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
   }
 
   /**
-   * Declares the listeners (one OpenVPN process each). When running, processes are started,
-   * stopped or restarted (subnet/bind changed) to match; unchanged ones are left alone.
+   * Makes the host match `state`: one process per listener (started, stopped or left alone),
+   * the users allowed to log in with their passwords (live sessions of anyone else are cut),
+   * and the CRL every instance checks. Starts the daemons on the first call.
    */
-  async setInstances(specs: readonly OpenVpnInstanceSpec[]): Promise<void> {
+  async apply(state: DesiredState): Promise<void> {
     const next = new Map<string, OpenVpnInstanceSpec>();
-    for (const [i, s] of specs.entries()) {
-      const port = assertPort(s?.port, `instances[${i}].port`);
-      const proto = assertProto(s?.proto);
+    for (const [i, l] of (state?.listeners ?? []).entries()) {
+      const port = assertPort(l?.port, `listeners[${i}].port`);
+      const proto = assertTransport(l?.protocol, `listeners[${i}].protocol`);
       const key = instanceKey(port, proto);
-      if (next.has(key)) throw invalid(`instance ${port}/${proto} is listed twice`);
-      if (s.subnet !== undefined) parseIpv4Subnet(s.subnet, `instances[${i}].subnet`);
-      if (s.local !== undefined) assertIp(s.local, `instances[${i}].local`);
-      next.set(key, { port, proto, subnet: s.subnet, local: s.local });
+      if (next.has(key)) throw invalid(`listener ${port}/${proto} is listed twice`);
+      next.set(key, { port, proto });
     }
-    await this.serialized(async () => {
-      this.desired = next;
-      if (this.started) await this.reconcile();
-    });
-  }
-
-  /** Same as syncUsers (the name the daemon wiring may prefer). */
-  setUsers(users: readonly DesiredUser[]): Promise<void> {
-    return this.syncUsers(users);
-  }
-
-  /**
-   * The users who may connect (with their passwords when passwordAuth is on). Live
-   * sessions of anyone else are cut. Usernames OpenVPN cannot carry are skipped with a warning.
-   */
-  async syncUsers(users: readonly DesiredUser[]): Promise<void> {
-    const next = new Map<string, DesiredUser>();
-    for (const u of users) {
-      if (!u || typeof u.username !== 'string' || !USERNAME_RE.test(u.username)) {
+    const users = new Map<string, DesiredUser>();
+    for (const u of state?.users ?? []) {
+      if (!u || typeof u.username !== 'string' || !USERNAME_PATTERN.test(u.username)) {
         this.ctx.logger.warn({ username: u?.username }, 'user skipped: the name cannot be an OpenVPN certificate CN');
         continue;
       }
-      next.set(u.username, { username: u.username, password: u.password });
+      users.set(u.username, u);
     }
-    // From now on every login and renegotiation is decided against this set.
-    this.users = next;
-    // Connections still authenticating are decided by the new set anyway.
-    await this.cutWhere((c) => c.virtualAddress !== '' && !next.has(c.commonName), 'cutting removed users');
-  }
-
-  start(): Promise<void> {
-    return this.serialized(async () => {
-      await this.pki.ensureServer();
-      this.started = true;
-      await this.reconcile();
+    const crl = state?.settings?.pki_crl;
+    if (crl !== undefined && (typeof crl !== 'string' || !CRL_RE.test(crl.replace(/\r\n/g, '\n')))) throw invalid('settings.pki_crl must be one PEM X509 CRL');
+    const started = await this.lock.run(async () => {
+      // From now on every login and renegotiation is decided against this set.
+      this.users = users;
+      await this.ensureMaterial();
+      if (crl !== undefined) await this.writeCrl(crl.replace(/\r\n/g, '\n'));
+      else if (!(await this.ctx.host.exists(this.paths.crl))) {
+        this.ctx.logger.warn({ serverId: this.serverId }, 'no pki_crl setting yet: OpenVPN refuses every certificate until core sends the CRL');
+      }
+      this.desired = next;
+      return this.reconcile();
     });
+    // Connections still authenticating are decided by the new set anyway. Instances started
+    // just now have no sessions (and may not answer `status` until their hold is released).
+    await this.cutWhere((s) => !users.has(s.username), 'cutting removed users', started);
   }
 
   stop(): Promise<void> {
-    return this.serialized(async () => {
-      this.started = false;
+    return this.lock.run(async () => {
       await Promise.all([...this.running.values()].map((inst) => this.stopInstance(inst)));
     });
   }
@@ -223,25 +242,13 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   /**
-   * One instance: its raw `status 3` text (`kind: 'status-text'`, scope `<serverId>:<port><proto>`,
-   * session key `<scope>:<Client ID>`), for the native parser. Several instances: SessionPoll
-   * carries one text with one scope, so the texts are parsed here (status.ts) and returned as
-   * `kind: 'sessions'`. Rows still authenticating (no virtual address) are not sessions.
+   * The raw `status 3` of every running instance, scope `<serverId>:<port><proto>` (session
+   * key `<scope>:<Client ID>`), for the accounting parser. Rejects if any instance cannot answer.
    */
   async pollSessions(): Promise<SessionPoll> {
-    const texts = await this.pollStatusTexts();
-    if (texts.length === 1) {
-      return { kind: 'status-text', format: 'openvpn-status3', text: texts[0]!.text, scope: texts[0]!.scope, protocol: 'openvpn', serverId: this.serverId };
-    }
-    const sessions: LiveSession[] = [];
-    for (const t of texts) sessions.push(...sessionsFromStatus3(t.text, t.scope, this.serverId));
-    return { kind: 'sessions', sessions };
-  }
-
-  /** Raw `status 3` of every running instance with its scope. Rejects if any instance cannot answer. */
-  async pollStatusTexts(): Promise<Array<{ scope: string; text: string }>> {
     const list = [...this.running.values()];
-    return Promise.all(list.map(async (inst) => ({ scope: inst.scope, text: await inst.management.status3() })));
+    const texts = await Promise.all(list.map(async (inst) => ({ scope: inst.scope, text: await inst.management.status3() })));
+    return { kind: 'status-text', format: 'openvpn-status3', texts };
   }
 
   /**
@@ -252,8 +259,8 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
    */
   async disconnect(target: { username: string } | { sessionKey: string }): Promise<void> {
     if ('username' in target) {
-      if (typeof target.username !== 'string' || !USERNAME_RE.test(target.username)) throw invalid(`username must match ${USERNAME_RE.source}`);
-      await this.cutWhere((c) => c.commonName === target.username, `disconnect ${target.username}`);
+      if (typeof target.username !== 'string' || !USERNAME_PATTERN.test(target.username)) throw invalid(`username must match ${USERNAME_PATTERN.source}`);
+      await this.cutWhere((s) => s.username === target.username, `disconnect ${target.username}`);
       return;
     }
     const m = /^(.*):(\d{1,15})$/.exec(String(target.sessionKey));
@@ -263,76 +270,34 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   /**
-   * OpenVPN answers `client-kill … HALT` with "Delayed exit in 5 seconds", and a second kill
-   * of the same client starts that delay again: callers that repeat a cut until it is
-   * confirmed would keep the session alive. So a client halted recently is not halted again.
+   * A complete `.ovpn` for the user: the panel CA, the user's certificate from the panel PKI
+   * (issued on first use), this server's tls-crypt key, and a `remote` per endpoint (or per
+   * listener on `publicHost` when none are given).
    */
-  private async halt(inst: Instance, cid: number): Promise<void> {
-    const now = Date.now();
-    for (const [k, at] of this.halting) if (now - at > HALT_GRACE_MS) this.halting.delete(k);
-    const key = `${inst.key}:${inst.supervisor.pid ?? 0}:${cid}`;
-    if (this.halting.has(key)) return;
-    this.halting.set(key, now);
-    await inst.management.killClient(cid, 'HALT');
-  }
-
-  /** client-kill HALT every connection in `status 3` that matches. */
-  private async cutWhere(match: (row: Status3Client) => boolean, what: string): Promise<void> {
-    const errors: string[] = [];
-    for (const inst of [...this.running.values()]) {
-      try {
-        const rows = parseStatus3(await inst.management.status3()).clients.filter((c) => match(c) && /^\d+$/.test(c.clientId));
-        for (const row of rows) await this.halt(inst, Number(row.clientId));
-      } catch (e) {
-        errors.push(`${inst.key}: ${(e as Error).message}`);
-      }
-    }
-    if (errors.length) throw unavailable(`${what} on ${this.serverId} failed on ${errors.join('; ')}`);
-  }
-
-  setListeners(listeners: readonly ListenerSpec[]): Promise<void> {
-    return this.setInstances(listeners.map((l) => ({ port: l.port, proto: l.protocol })));
-  }
-
-  async renewCredentials(username: string): Promise<void> {
-    await this.reissueClient(username);
-  }
-
-  renderClientConfig(username: string, endpoints: readonly ClientEndpoint[]): Promise<string> {
-    return this.clientProfile(username, endpoints.map((e) => ({ host: e.host, port: e.port, proto: e.protocol })));
-  }
-
-  /** A complete `.ovpn` for the user (issues the certificate on first use). */
-  async clientProfile(username: string, remotes?: readonly ClientRemote[]): Promise<string> {
-    const list =
-      remotes ??
-      (this.config.publicHost !== undefined ? [...this.desired.values()].map((s) => ({ host: this.config.publicHost!, port: s.port, proto: s.proto })) : []);
-    if (list.length === 0) throw invalid('no remotes for the profile: pass them or set publicHost and instances');
-    const material = await this.pki.clientMaterial(username);
+  async renderClientConfig(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string> {
+    const username = user?.username;
+    if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) throw invalid(`username must match ${USERNAME_PATTERN.source}`);
+    const remotes: ClientRemote[] = endpoints.length
+      ? endpoints.map((e) => ({ host: e.host, port: e.port, proto: e.protocol }))
+      : this.config.publicHost !== undefined
+        ? [...this.desired.values()].map((s) => ({ host: this.config.publicHost!, port: s.port, proto: s.proto }))
+        : [];
+    if (remotes.length === 0) throw invalid('no endpoints for the profile: pass them or set publicHost and listeners');
+    const tlsCryptKey = await this.lock.run(async () => {
+      await this.ensureTlsCryptKey();
+      return (await this.ctx.host.readFile(this.paths.tlsCrypt)).toString('utf8');
+    });
+    const [caPem, client] = await Promise.all([this.ctx.pki.caCertificate(), this.ctx.pki.clientCertificate(username)]);
     return renderClientProfile({
-      remotes: list,
-      caPem: material.caPem,
-      certPem: material.certPem,
-      keyPem: material.keyPem,
-      tlsCryptKey: await this.pki.tlsCryptKey(),
-      serverCommonName: this.pki.serverCommonName,
+      remotes,
+      caPem,
+      certPem: client.certificate,
+      keyPem: client.privateKey,
+      tlsCryptKey,
+      serverCommonName: this.serverCommonName,
       passwordAuth: this.config.passwordAuth,
       title: `${username} @ ${this.serverId}`,
     });
-  }
-
-  /** New certificate for the user; the old one is revoked (OpenVPN re-reads the CRL on each connection) and live sessions are cut. */
-  async reissueClient(username: string) {
-    const issued = await this.pki.reissueClient(username);
-    await this.disconnect({ username }).catch((e: Error) => this.ctx.logger.warn({ username, err: e.message }, 'cutting sessions after reissue failed'));
-    return issued;
-  }
-
-  /** Revokes the user's certificate and cuts live sessions. */
-  async revokeClient(username: string): Promise<number> {
-    const n = await this.pki.revokeClient(username);
-    await this.disconnect({ username }).catch((e: Error) => this.ctx.logger.warn({ username, err: e.message }, 'cutting sessions after revoke failed'));
-    return n;
   }
 
   /** Running instances (for tests and /health): key, pid, management state. */
@@ -352,17 +317,87 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
 
   // ---- internals ----
 
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(fn, fn);
-    this.lock = run.catch(() => undefined);
-    return run;
+  /**
+   * The CA and this server's certificate from the panel PKI, written where the server configs
+   * point (key 0600), and the tls-crypt key, made once on this host. Done once per process;
+   * the PKI returns the same certificate until it nears expiry.
+   */
+  private async ensureMaterial(): Promise<void> {
+    if (this.materialReady) return;
+    const { host } = this.ctx;
+    await host.mkdirp(this.paths.dir, 0o700);
+    const publicHost = this.config.publicHost;
+    const san = publicHost === undefined ? {} : net.isIP(publicHost) ? { ipAddresses: [publicHost] } : { dnsNames: [publicHost] };
+    const [ca, server] = await Promise.all([this.ctx.pki.caCertificate(), this.ctx.pki.serverCertificate(this.serverCommonName, san)]);
+    await this.writeIfChanged(this.paths.caCert, ca, 0o644);
+    await this.writeIfChanged(this.paths.serverKey, server.privateKey, 0o600);
+    await this.writeIfChanged(this.paths.serverCert, server.certificate, 0o644);
+    await this.ensureTlsCryptKey();
+    this.materialReady = true;
   }
 
-  private async reconcile(): Promise<void> {
-    // Stop what is gone or changed first, so ports, devices and subnets are free again.
+  /** The tls-crypt static key (`openvpn --genkey secret`), created once on this host, mode 0600. */
+  private async ensureTlsCryptKey(): Promise<void> {
+    const { host } = this.ctx;
+    if (await host.exists(this.paths.tlsCrypt)) return;
+    await host.mkdirp(this.paths.dir, 0o700);
+    const { stdout } = await runChecked(host, [this.config.openvpnPath, '--genkey', 'secret'], { timeoutMs: 30_000 });
+    if (!/-----BEGIN OpenVPN Static key V1-----[\s\S]+-----END OpenVPN Static key V1-----/.test(stdout)) {
+      throw unavailable(`openvpn --genkey on ${host.id} did not print a static key`);
+    }
+    await host.writeFileAtomic(this.paths.tlsCrypt, stdout, 0o600);
+  }
+
+  /** Atomic replace: OpenVPN re-reads the file at each new connection and must never see half of it. */
+  private async writeCrl(crl: string): Promise<void> {
+    if (crl === this.crlWritten) return;
+    await this.writeIfChanged(this.paths.crl, crl.endsWith('\n') ? crl : `${crl}\n`, 0o644);
+    this.crlWritten = crl;
+  }
+
+  private async writeIfChanged(file: string, content: string, mode: number): Promise<void> {
+    try {
+      if ((await this.ctx.host.readFile(file)).toString('utf8') === content) return;
+    } catch {
+      /* missing: write it */
+    }
+    await this.ctx.host.writeFileAtomic(file, content, mode);
+  }
+
+  /**
+   * OpenVPN answers `client-kill … HALT` with "Delayed exit in 5 seconds", and a second kill
+   * of the same client starts that delay again: callers that repeat a cut until it is
+   * confirmed would keep the session alive. So a client halted recently is not halted again.
+   */
+  private async halt(inst: Instance, cid: number): Promise<void> {
+    const now = this.ctx.clock.now().getTime();
+    for (const [k, at] of this.halting) if (now - at > HALT_GRACE_MS) this.halting.delete(k);
+    const key = `${inst.key}:${inst.supervisor.pid ?? 0}:${cid}`;
+    if (this.halting.has(key)) return;
+    this.halting.set(key, now);
+    await inst.management.killClient(cid, 'HALT');
+  }
+
+  /** client-kill HALT every session in `status 3` that matches (read by the accounting parser). */
+  private async cutWhere(match: (session: StatusTextSession) => boolean, what: string, skip: ReadonlySet<string> = new Set()): Promise<void> {
+    const errors: string[] = [];
     for (const inst of [...this.running.values()]) {
-      const want = this.desired.get(inst.key);
-      if (!want || (want.subnet !== undefined && want.subnet !== inst.spec.subnet) || want.local !== inst.spec.local) await this.stopInstance(inst);
+      if (skip.has(inst.key)) continue;
+      try {
+        const { sessions } = parseStatusText({ format: 'openvpn-status3', protocol: 'openvpn', text: await inst.management.status3() });
+        for (const s of sessions) if (match(s) && /^\d+$/.test(s.id)) await this.halt(inst, Number(s.id));
+      } catch (e) {
+        errors.push(`${inst.key}: ${(e as Error).message}`);
+      }
+    }
+    if (errors.length) throw unavailable(`${what} on ${this.serverId} failed on ${errors.join('; ')}`);
+  }
+
+  /** Returns the keys of the instances it started. */
+  private async reconcile(): Promise<Set<string>> {
+    // Stop what is gone first, so ports, devices and subnets are free again.
+    for (const inst of [...this.running.values()]) {
+      if (!this.desired.has(inst.key)) await this.stopInstance(inst);
     }
     const toStart: Instance[] = [];
     for (const [key, spec] of this.desired) {
@@ -370,14 +405,17 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       toStart.push(await this.createInstance(key, spec));
     }
     await Promise.all(toStart.map((inst) => inst.management.waitConnected(this.config.startTimeoutMs)));
+    return new Set(toStart.map((i) => i.key));
   }
 
   private async createInstance(key: string, spec: OpenVpnInstanceSpec): Promise<Instance> {
     const used = new Set([...this.running.values()].map((i) => i.index));
     let index = 0;
     while (used.has(index)) index++;
-    const subnet = spec.subnet ?? this.freeSubnet(index);
-    this.checkOverlap(key, subnet);
+    const subnet = freeSubnet(this.subnetPool, this.config.instancePrefix, [...this.running.values()].map((r) => r.spec.subnet), index);
+    for (const r of this.running.values()) {
+      if (subnetsOverlap(r.spec.subnet, subnet)) throw invalid(`subnet ${subnet} overlaps ${r.spec.subnet} of instance ${r.key}`);
+    }
     const scope = openVpnScope(this.serverId, spec.port, spec.proto);
     const runDir = path.posix.join(this.stateDir, 'run');
     const confDir = path.posix.join(this.stateDir, 'conf');
@@ -385,19 +423,17 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) throw invalid(`management socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter state directory`);
     const confPath = path.posix.join(confDir, `server-${key}.conf`);
     const device = `pgtun${index}`;
-    const paths = this.pki.paths;
     const configText = renderServerConfig({
       port: spec.port,
       proto: spec.proto,
       device,
       subnet,
-      local: spec.local,
       managementSocket: socketPath,
-      caPath: paths.caCert,
-      certPath: paths.serverCert,
-      keyPath: paths.serverKey,
-      crlPath: paths.crl,
-      tlsCryptPath: paths.tlsCrypt,
+      caPath: this.paths.caCert,
+      certPath: this.paths.serverCert,
+      keyPath: this.paths.serverKey,
+      crlPath: this.paths.crl,
+      tlsCryptPath: this.paths.tlsCrypt,
       passwordAuth: this.config.passwordAuth,
       managementHold: true,
       maxClients: this.config.maxClients,
@@ -429,25 +465,14 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       commandTimeoutMs: this.config.managementTimeoutMs,
       bytecountIntervalSec: this.config.bytecountIntervalSec,
     });
-    const inst: Instance = {
-      key,
-      spec: { port: spec.port, proto: spec.proto, subnet, local: spec.local },
-      index,
-      device,
-      scope,
-      confPath,
-      socketPath,
-      supervisor,
-      management,
-      sessions: new Map(),
-    };
+    const inst: Instance = { key, spec: { ...spec, subnet }, index, device, scope, confPath, socketPath, supervisor, management, sessions: new Map() };
     management.on('connect-request', (req) => void this.onConnectRequest(inst, req));
     management.on('established', ({ cid, env }) => {
       inst.sessions.set(cid, {
         cid,
         username: env.common_name ?? '',
         remoteAddress: env.trusted_ip ?? env.untrusted_ip ?? '',
-        connectedAt: Number(env.time_unix) || Math.floor(Date.now() / 1000),
+        connectedAt: Number(env.time_unix) || Math.floor(this.ctx.clock.now().getTime() / 1000),
         rx: 0,
         tx: 0,
       });
@@ -465,14 +490,18 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       // Connections refused before they were established carry no counters: not sessions.
       const username = env.common_name ?? tracked?.username;
       if (bytesReceived === undefined || bytesSent === undefined || !username) return;
-      this.ended(inst, {
-        cid,
-        username,
-        remoteAddress: env.trusted_ip ?? tracked?.remoteAddress ?? '',
-        connectedAt: Number(env.time_unix) || tracked?.connectedAt || 0,
-        rx: bytesReceived,
-        tx: bytesSent,
-      }, 'disconnected');
+      this.ended(
+        inst,
+        {
+          cid,
+          username,
+          remoteAddress: env.trusted_ip ?? tracked?.remoteAddress ?? '',
+          connectedAt: Number(env.time_unix) || tracked?.connectedAt || 0,
+          rx: bytesReceived,
+          tx: bytesSent,
+        },
+        'disconnected',
+      );
     });
     // The process is gone: no DISCONNECT events will come for what was still live. Wait
     // until its management connection has closed, so DISCONNECTs it did send (on SIGTERM)
@@ -516,7 +545,7 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     const cn = req.env.common_name ?? '';
     const username = req.env.username ?? '';
     const password = req.env.password ?? '';
-    if (!USERNAME_RE.test(cn)) return 'certificate CN is not a valid username';
+    if (!USERNAME_PATTERN.test(cn)) return 'certificate CN is not a valid username';
     if (this.config.passwordAuth ? username !== cn : username !== '' && username !== cn) return 'username does not match the certificate CN';
     const user = this.users.get(cn);
     if (!user) return 'unknown or disabled user';
@@ -552,40 +581,9 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     inst.sessions.clear();
     for (const s of list) this.ended(inst, s, reason);
   }
-
-  private freeSubnet(index: number): string {
-    // Skip networks explicitly taken by other instances.
-    for (let i = index; ; i++) {
-      const candidate = nthSubnet(this.config.subnetPool, this.config.instancePrefix, i);
-      if (![...this.desired.values()].some((s) => s.subnet !== undefined && overlaps(s.subnet, candidate))
-        && ![...this.running.values()].some((r) => overlaps(r.spec.subnet, candidate))) return candidate;
-    }
-  }
-
-  private checkOverlap(key: string, subnet: string): void {
-    for (const r of this.running.values()) {
-      if (r.key !== key && overlaps(r.spec.subnet, subnet)) throw invalid(`subnet ${subnet} overlaps ${r.spec.subnet} of instance ${r.key}`);
-    }
-  }
 }
 
-function overlaps(a: string, b: string): boolean {
-  const range = (c: string) => {
-    const s = parseIpv4Subnet(c);
-    const start = s.network.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
-    return [start, start + 2 ** (32 - s.prefix) - 1] as const;
-  };
-  const [a0, a1] = range(a);
-  const [b0, b1] = range(b);
-  return a0 <= b1 && b0 <= a1;
-}
-
-/** Constant-time comparison of two secrets of any length. */
-function sameSecret(given: string, expected: string): boolean {
-  const h = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-  return timingSafeEqual(h(given), h(expected));
-}
-
+/** Real-time wait for a process or socket (not domain time: the domain clock may be frozen in tests). */
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;
   while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
@@ -594,7 +592,8 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
 /** The OpenVPN protocol plugin. `create()` returns an {@link OpenVpnPlugin}. */
 const openvpnPlugin = defineProtocolPlugin<OpenVpnConfig>({
   id: 'openvpn',
-  apiVersion: 1,
+  apiVersion: '2.0',
+  capabilities: OPENVPN_CAPABILITIES,
   configSchema: openVpnConfigSchema,
   create: (ctx) => new OpenVpnPlugin(ctx),
 });

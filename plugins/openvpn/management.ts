@@ -4,7 +4,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { invalid, unavailable } from '../../core';
 import type { Host } from '../../core';
 import type { Logger } from '../../core';
-import { COMMON_NAME_RE } from './validate';
+import { COMMON_NAME_PATTERN } from './validate';
 
 /*
  * OpenVPN's management interface: a line protocol on a unix socket. Lines starting with
@@ -309,7 +309,7 @@ export class ManagementClient extends EventEmitter<ManagementEvents> {
 
   /** `kill <common name>`: ends every session with that CN at once. Resolves how many. */
   async kill(commonName: string): Promise<number> {
-    if (typeof commonName !== 'string' || !COMMON_NAME_RE.test(commonName)) throw invalid(`common name must match ${COMMON_NAME_RE.source}`);
+    if (typeof commonName !== 'string' || !COMMON_NAME_PATTERN.test(commonName)) throw invalid(`common name must match ${COMMON_NAME_PATTERN.source}`);
     const [answer = ''] = await this.command(`kill ${commonName}`);
     if (!answer.startsWith('SUCCESS:')) return 0;
     return Number(/(\d+) client\(s\) killed/.exec(answer)?.[1] ?? 1);

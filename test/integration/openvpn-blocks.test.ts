@@ -2,28 +2,30 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
+import { ManualClock } from '../../core/clock';
+import { parseStatusText, ProcessSupervisor, type DesiredState, type SupervisedExit } from '../../core';
 import type { HostProcess } from '../../core/hosts/host';
 import { LocalHost } from '../../core/hosts/local-host';
 import { logger } from '../../core/logger';
-import type { AuthorizeRequest, PluginContext, SessionEnded } from '../../core/plugin/types';
-import openvpnPlugin, { openVpnConfigSchema, type OpenVpnConfig, type OpenVpnPlugin } from '../../plugins/openvpn';
+import { createPanelPki, type OpensslPanelPki } from '../../core/pki';
+import type { PluginContext, SessionEnded } from '../../core/plugin/types';
+import openvpnPlugin, { OPENVPN_CAPABILITIES, openVpnConfigSchema, type OpenVpnConfig, type OpenVpnPlugin } from '../../plugins/openvpn';
 import { ManagementClient, type ClientDisconnected, type ConnectRequest } from '../../plugins/openvpn/management';
-import { Pki, type ClientMaterial } from '../../plugins/openvpn/pki';
 import { renderClientProfile, renderServerConfig } from '../../plugins/openvpn/render';
-import { sessionsFromStatus3 } from '../../plugins/openvpn/status';
-import { ProcessSupervisor, type SupervisedExit } from '../../plugins/openvpn/supervisor';
 import { requirePrerequisite } from '../helpers/prereq';
 
 /*
  * The OpenVPN building blocks with the real thing: OpenVPN 2.6 server and clients in two
- * network namespaces this suite creates (veth 10.99.21.0/24), PKI made by openssl.
- * Proves: the PKI's certificates work in OpenVPN and its CRL revokes; the rendered server
- * config runs under the supervisor; the management client decides logins (cert CN must
- * equal the auth username, password from a map), sees ESTABLISHED/DISCONNECT with final
- * counters, reads `status 3`, cuts a session with client-kill; a SIGKILLed OpenVPN is
- * restarted and management reconnects; a reissued user's old certificate is refused by the
- * running server while the new one connects. Then the plugin itself (index.ts) runs two
- * instances (UDP + TCP) through start/syncUsers/authorize/pollSessions/disconnect/stop.
+ * network namespaces this suite creates (veth 10.99.21.0/24), certificates from the panel's
+ * PKI (core/pki, real openssl). Proves: the panel PKI's certificates work in OpenVPN and its
+ * CRL revokes; the rendered server config runs under the kit's supervisor; the management
+ * client decides logins (cert CN must equal the auth username, password from a map), sees
+ * ESTABLISHED/DISCONNECT with final counters, reads `status 3` (read by the accounting
+ * parser), cuts a session with client-kill; a SIGKILLed OpenVPN is restarted and management
+ * reconnects; a revoked user's old certificate is refused by the running server while the new
+ * one connects. Then the plugin itself (index.ts, plugin API v2) runs two instances (UDP +
+ * TCP) through apply/authorize/pollSessions/disconnect/stop, with profiles rendered from the
+ * panel PKI, and refuses a revoked certificate after the CRL arrives in `apply`.
  * Traffic only flows inside the namespaces. Skips (printing why) without root or binaries.
  */
 
@@ -70,6 +72,15 @@ async function exitedWithin(p: HostProcess, ms: number): Promise<boolean> {
   return r;
 }
 
+const statusSessions = (text: string) => parseStatusText({ format: 'openvpn-status3', protocol: 'openvpn', text }).sessions;
+
+/** The CA, certificate and key one client holds. */
+interface ClientMaterial {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
 const alive = (pid: number | undefined) => {
   if (pid === undefined) return false;
   try {
@@ -94,8 +105,15 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
   const clients: HostProcess[] = [];
   let created = false;
 
-  let pki: Pki;
+  let pki: OpensslPanelPki;
   let tlsCrypt: string;
+  /** Files the hand-made server config of the building-block tests points at. */
+  const files = { ca: `${DIR}/m/ca.crt`, cert: `${DIR}/m/server.crt`, key: `${DIR}/m/server.key`, crl: `${DIR}/m/crl.pem`, tlsCrypt: `${DIR}/m/tls-crypt.key` };
+  const SERVER_CN = 'blocks-server';
+  const materialOf = async (username: string): Promise<ClientMaterial> => {
+    const c = await pki.clientCertificate(username);
+    return { caPem: await pki.caCertificate(), certPem: c.certificate, keyPem: c.privateKey };
+  };
   let supervisor: ProcessSupervisor | undefined;
   let mgmt: ManagementClient | undefined;
   let vpn: OpenVpnPlugin | undefined;
@@ -113,7 +131,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
       remotes: [{ host: SRV_IP, port: 1194, proto: 'udp' }],
       ...material,
       tlsCryptKey: tlsCrypt,
-      serverCommonName: pki.serverCommonName,
+      serverCommonName: SERVER_CN,
       passwordAuth: creds !== null,
     });
     return startProfile(name, profile, creds);
@@ -170,7 +188,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
       ip('-n', ns, 'link', 'set', dev, 'up');
     }
     await rootHost.mkdirp(DIR, 0o700);
-    pki = new Pki({ host: rootHost, dir: `${DIR}/pki` });
+    pki = createPanelPki({ host: rootHost, dir: `${DIR}/pki` }) as OpensslPanelPki;
   });
 
   after(async () => {
@@ -193,32 +211,20 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     await fs.rm(DIR, { recursive: true, force: true });
   });
 
-  it('PKI: CA, server and client certificates by openssl; issueClient is idempotent; keys are 0600; usernames are checked', async () => {
-    const paths = await pki.ensureServer();
-    const first = await pki.issueClient('alice');
-    const again = await pki.issueClient('alice');
-    expect(first.reused).to.equal(false);
-    expect(again).to.deep.equal({ ...first, reused: true });
-    for (const key of [paths.caKey, paths.serverKey, paths.tlsCrypt, `${DIR}/pki/clients/alice.pem`]) {
-      expect((await fs.stat(key)).mode & 0o777, key).to.equal(0o600);
-    }
-    const material = await pki.clientMaterial('alice');
+  it('panel PKI material in the files a server config points at; keys are 0600', async () => {
+    await pki.init();
+    const server = await pki.serverCertificate(SERVER_CN, { ipAddresses: [SRV_IP] });
+    await rootHost.mkdirp(`${DIR}/m`, 0o700);
+    await rootHost.writeFileAtomic(files.ca, await pki.caCertificate(), 0o644);
+    await rootHost.writeFileAtomic(files.cert, server.certificate, 0o644);
+    await rootHost.writeFileAtomic(files.key, server.privateKey, 0o600);
+    await rootHost.writeFileAtomic(files.crl, await pki.crl(), 0o644);
+    tlsCrypt = execFileSync('openvpn', ['--genkey', 'secret']).toString();
+    await rootHost.writeFileAtomic(files.tlsCrypt, tlsCrypt, 0o600);
+    const material = await materialOf('alice');
     const text = execFileSync('openssl', ['x509', '-noout', '-subject', '-ext', 'extendedKeyUsage', '-nameopt', 'RFC2253'], { input: material.certPem }).toString();
-    expect(text).to.match(/subject=CN=alice/).and.match(/TLS Web Client Authentication/);
-    expect(execFileSync('openssl', ['x509', '-noout', '-ext', 'extendedKeyUsage', '-in', paths.serverCert]).toString()).to.match(/TLS Web Server Authentication/);
-    tlsCrypt = await pki.tlsCryptKey();
-    for (const bad of ['../etc', 'a b', 'x', 'al/ice', 'a\nb', `${'a'.repeat(33)}`]) {
-      try {
-        await pki.issueClient(bad);
-        expect.fail(`accepted ${bad}`);
-      } catch (e) {
-        expect((e as Error).message).to.match(/username must match/);
-      }
-    }
-    // Allowed by the username rule and harmless: values never become options (argv, not a shell).
-    const dash = await pki.clientMaterial('-days');
-    expect(execFileSync('openssl', ['x509', '-noout', '-subject', '-nameopt', 'RFC2253'], { input: dash.certPem }).toString().trim()).to.equal('subject=CN=-days');
-    expect(await pki.revokeClient('-days')).to.equal(1);
+    expect(text).to.match(/CN=alice/).and.match(/TLS Web Client Authentication/);
+    expect((await fs.stat(`${DIR}/pki/clients/alice.pem`)).mode & 0o777).to.equal(0o600);
   });
 
   it('the rendered server config runs under the supervisor in its namespace; management attaches and releases the hold', async () => {
@@ -234,11 +240,11 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
         device: 'pgtun9',
         subnet: TUN_SUBNET,
         managementSocket: socket,
-        caPath: pki.paths.caCert,
-        certPath: pki.paths.serverCert,
-        keyPath: pki.paths.serverKey,
-        crlPath: pki.paths.crl,
-        tlsCryptPath: pki.paths.tlsCrypt,
+        caPath: files.ca,
+        certPath: files.cert,
+        keyPath: files.key,
+        crlPath: files.crl,
+        tlsCryptPath: files.tlsCrypt,
         keepalive: { interval: 2, timeout: 10 },
       }),
       0o600,
@@ -270,7 +276,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
   let alice: VpnClient;
 
   it('a real client logs in (cert CN = auth username, password checked on the management interface), pings through the tunnel, shows in status 3', async () => {
-    aliceMaterial = await pki.clientMaterial('alice');
+    aliceMaterial = await materialOf('alice');
     alice = await startClient('alice', aliceMaterial, ['alice', 'pw-alice']);
     await until(() => alice.connected(), 'alice tunnel up', 20_000);
     expect(requests.at(-1)).to.deep.include({ cn: 'alice', username: 'alice', verdict: 'allow' });
@@ -280,9 +286,10 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     expect(ping.stdout).to.match(/3 received/);
     const text = await mgmt!.status3();
     expect(text).to.match(/^TITLE\t/).and.match(/\nEND\n$/);
-    const sessions = sessionsFromStatus3(text, 'main:1194udp', 'main');
+    const sessions = statusSessions(text);
     expect(sessions).to.have.length(1);
-    expect(sessions[0]).to.deep.include({ username: 'alice', remoteAddress: CLI_IP, sessionKey: `main:1194udp:${established.at(-1)!.cid}` });
+    expect(sessions[0]).to.deep.include({ username: 'alice', id: String(established.at(-1)!.cid) });
+    expect(sessions[0]!.remoteAddress.startsWith(`${CLI_IP}:`), sessions[0]!.remoteAddress).to.equal(true);
     // Three pings of 84 bytes each way plus the handshake.
     expect(sessions[0]!.rxBytes).to.be.greaterThan(252);
     expect(sessions[0]!.txBytes).to.be.greaterThan(252);
@@ -301,7 +308,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
 
   it('killClient cuts the session; the disconnect event carries the final counters', async () => {
     const cid = established.filter((e) => e.cn === 'alice').at(-1)!.cid;
-    const [live] = sessionsFromStatus3(await mgmt!.status3(), 'main:1194udp', 'main');
+    const [live] = statusSessions(await mgmt!.status3());
     expect(await mgmt!.killClient(cid)).to.equal(true);
     await until(() => disconnects.some((d) => d.cid === cid), `DISCONNECT of cid ${cid}`, 15_000);
     const d = disconnects.find((x) => x.cid === cid)!;
@@ -310,7 +317,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     expect(d.bytesSent).to.be.at.least(live!.txBytes);
     // HALT: the client exits instead of reconnecting.
     expect(await exitedWithin(alice.proc, 15_000), 'client exits on HALT').to.equal(true);
-    expect(sessionsFromStatus3(await mgmt!.status3(), 'main:1194udp', 'main')).to.deep.equal([]);
+    expect(statusSessions(await mgmt!.status3())).to.deep.equal([]);
     expect(await mgmt!.killClient(cid)).to.equal(false);
   });
 
@@ -334,22 +341,16 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     await stopClient(again);
   });
 
-  it('reissueClient: the old certificate is listed in the CRL and refused by the running server; the new one logs in', async () => {
-    const oldSerial = (await pki.issueClient('alice')).serial;
-    const reissued = await pki.reissueClient('alice');
-    expect(reissued.serial).to.not.equal(oldSerial);
-    const crlText = execFileSync('openssl', ['crl', '-noout', '-text'], { input: await pki.crlPem() }).toString();
+  it('revokeClient: the old certificate is listed in the CRL and refused by the running server; the new one logs in', async () => {
+    const oldSerial = /serial=([0-9A-F]+)/i.exec(execFileSync('openssl', ['x509', '-noout', '-serial'], { input: aliceMaterial.certPem }).toString())![1]!.toUpperCase();
+    await pki.revokeClient('alice');
+    const crl = await pki.crl();
+    const crlText = execFileSync('openssl', ['crl', '-noout', '-text'], { input: crl }).toString();
     expect(crlText.replace(/:/g, '').toUpperCase()).to.include(oldSerial);
-    const fresh = await pki.clientMaterial('alice');
-    const bundle = `${DIR}/ca-crl.pem`;
-    await rootHost.writeFileAtomic(bundle, fresh.caPem + (await pki.crlPem()));
-    await rootHost.writeFileAtomic(`${DIR}/old.crt`, aliceMaterial.certPem);
-    await rootHost.writeFileAtomic(`${DIR}/new.crt`, fresh.certPem);
-    const verify = (f: string) => rootHost.run(['openssl', 'verify', '-crl_check', '-CAfile', bundle, f]);
-    const oldV = await verify(`${DIR}/old.crt`);
-    expect(oldV.code).to.not.equal(0);
-    expect(oldV.stdout + oldV.stderr).to.match(/certificate revoked/);
-    expect((await verify(`${DIR}/new.crt`)).stdout).to.match(/: OK/);
+    const fresh = await materialOf('alice');
+    expect(fresh.certPem).to.not.equal(aliceMaterial.certPem);
+    // What a plugin does with the pki_crl setting: replace the file crl-verify reads.
+    await rootHost.writeFileAtomic(files.crl, crl, 0o644);
 
     // OpenVPN re-reads crl-verify on each new connection: no restart needed.
     const restarts = supervisor!.restarts;
@@ -366,58 +367,79 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     await stopClient(renewed);
   });
 
-  it('the plugin: two instances (UDP + TCP), logins via syncUsers + ctx.authorize, pollSessions, disconnect/syncUsers/server death → sessionEnded, stop', async () => {
-    const authorizeCalls: AuthorizeRequest[] = [];
+  it('the plugin (API v2): two instances (UDP + TCP) via apply, logins via ctx.authorize, pollSessions, disconnect/apply/server death → sessionEnded, a revoked certificate refused after the CRL apply, stop', async () => {
+    const authorizeCalls: Array<Parameters<PluginContext<OpenVpnConfig>["authorize"]>[0]> = [];
     const ended: SessionEnded[] = [];
     const ctx: PluginContext<OpenVpnConfig> = {
       host: serverHost,
       config: openVpnConfigSchema.parse({ bytecountIntervalSec: 1, restartInitialMs: 200, keepaliveInterval: 2, keepaliveTimeout: 10 }),
       logger,
+      clock: new ManualClock(),
+      serverId: 'main',
       stateDir: `${DIR}/plugin`,
+      clientPool: '10.8.0.0/16',
+      pki,
       authorize: async (r) => {
         authorizeCalls.push(r);
         return r.username === 'dave' ? { allowed: false, reason: 'account expired' } : { allowed: true };
       },
       sessionEnded: (e) => ended.push(e),
     };
+    expect(openvpnPlugin.apiVersion).to.equal('2.0');
+    expect(openvpnPlugin.capabilities).to.equal(OPENVPN_CAPABILITIES);
+    expect(OPENVPN_CAPABILITIES).to.deep.include({ gatesLogins: true, reportsEndedSessions: true, poll: 'openvpn-status3', takesListeners: true, settings: ['pki_crl'] });
     vpn = openvpnPlugin.create(ctx) as OpenVpnPlugin;
     expect(await vpn.availability()).to.deep.equal({ available: true });
-    await vpn.setInstances([
-      { port: 1195, proto: 'udp', local: SRV_IP },
-      { port: 1196, proto: 'tcp', local: SRV_IP },
-    ]);
+    const listeners = [
+      { port: 1195, protocol: 'udp' as const },
+      { port: 1196, protocol: 'tcp' as const },
+    ];
+    const state = (users: string[], crl?: string): DesiredState => ({
+      listeners,
+      users: users.map((u) => ({ username: u, password: `pw-${u}`, material: {} })),
+      settings: crl === undefined ? {} : { pki_crl: crl },
+    });
+    await vpn.apply(state(['carol', 'dave'], await pki.crl()));
     expect(await vpn.ports()).to.deep.equal([
       { port: 1195, protocol: 'udp', purpose: 'OpenVPN 1195/udp' },
       { port: 1196, protocol: 'tcp', purpose: 'OpenVPN 1196/tcp' },
     ]);
-    await vpn.syncUsers([
-      { username: 'carol', password: 'pw-carol' },
-      { username: 'dave', password: 'pw-dave' },
-    ]);
-    await vpn.start();
     const running = vpn.describe();
     expect(running.map((r) => [r.key, r.device, r.subnet, r.managementConnected])).to.deep.equal([
       ['1195udp', 'pgtun0', '10.8.0.0/24', true],
       ['1196tcp', 'pgtun1', '10.8.1.0/24', true],
     ]);
+    // The same state again changes nothing: the same processes keep running.
+    await vpn.apply(state(['carol', 'dave'], await pki.crl()));
+    expect(vpn.describe().map((r) => r.pid)).to.deep.equal(running.map((r) => r.pid));
+    // The server certificate is the panel's, issued for this server.
+    const serverCert = await fs.readFile(`${DIR}/plugin/pki/server.crt`, 'utf8');
+    expect(execFileSync('openssl', ['x509', '-noout', '-subject', '-nameopt', 'RFC2253'], { input: serverCert }).toString()).to.include('CN=openvpn.main');
+    expect((await fs.stat(`${DIR}/plugin/pki/server.key`)).mode & 0o777).to.equal(0o600);
 
-    const profile = await vpn.clientProfile('carol', [{ host: SRV_IP, port: 1196, proto: 'tcp' }]);
-    expect(profile).to.include('remote 10.99.21.1 1196 tcp').and.include('auth-user-pass').and.include('<tls-crypt>');
+    const profile = await vpn.renderClientConfig({ username: 'carol', material: {} }, [{ host: SRV_IP, port: 1196, protocol: 'tcp' }]);
+    expect(profile).to.include('remote 10.99.21.1 1196 tcp').and.include('auth-user-pass').and.include('<tls-crypt>').and.include('verify-x509-name openvpn.main name');
+    expect(profile).to.include((await pki.clientCertificate('carol')).certificate.trim());
+    expect(profile).to.include((await pki.caCertificate()).trim());
     const carol = await startProfile('carol', profile, ['carol', 'pw-carol']);
     await until(() => carol.connected(), 'carol over TCP', 20_000);
     expect(authorizeCalls.at(-1)).to.deep.equal({ username: 'carol', password: 'pw-carol', protocol: 'openvpn', serverId: 'main' });
     expect((await clientHost.run(['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.1.1'], { timeoutMs: 10_000 })).code).to.equal(0);
 
-    // Two instances: SessionPoll holds one text with one scope, so the plugin parses.
+    // One status text per instance, for the accounting parser.
     const poll = await vpn.pollSessions();
-    expect(poll.kind).to.equal('sessions');
-    const sessions = poll.kind === 'sessions' ? poll.sessions : [];
+    if (poll.kind !== 'status-text') throw new Error(`poll kind ${poll.kind}`);
+    expect(poll.format).to.equal('openvpn-status3');
+    expect(poll.texts.map((t) => t.scope)).to.deep.equal(['main:1195udp', 'main:1196tcp']);
+    expect(statusSessions(poll.texts[0]!.text)).to.deep.equal([]);
+    const sessions = statusSessions(poll.texts[1]!.text);
     expect(sessions).to.have.length(1);
-    expect(sessions[0]).to.deep.include({ username: 'carol', protocol: 'openvpn', serverId: 'main', remoteAddress: CLI_IP });
-    expect(sessions[0]!.sessionKey).to.match(/^main:1196tcp:\d+$/);
+    expect(sessions[0]).to.deep.include({ username: 'carol' });
+    const carolKey = `main:1196tcp:${sessions[0]!.id}`;
 
     // core says no: refused even with the right password.
-    const dave = await startProfile('dave', await vpn.clientProfile('dave', [{ host: SRV_IP, port: 1195, proto: 'udp' }]), ['dave', 'pw-dave']);
+    const daveProfile = await vpn.renderClientConfig({ username: 'dave', material: {} }, [{ host: SRV_IP, port: 1195, protocol: 'udp' }]);
+    const dave = await startProfile('dave', daveProfile, ['dave', 'pw-dave']);
     expect(await exitedWithin(dave.proc, 20_000)).to.equal(true);
     expect(dave.lines.join('\n')).to.include('AUTH_FAILED');
     expect(authorizeCalls.map((c) => c.username)).to.include('dave');
@@ -427,25 +449,22 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     await until(() => ended.some((e) => e.session.username === 'carol'), 'sessionEnded for carol', 15_000);
     const end = ended.find((e) => e.session.username === 'carol')!;
     expect(end.reason).to.equal('disconnected');
-    expect(end.session.sessionKey).to.equal(sessions[0]!.sessionKey);
+    expect(end.session.sessionKey).to.equal(carolKey);
     expect(end.session.rxBytes).to.be.at.least(sessions[0]!.rxBytes);
     expect(end.session.txBytes).to.be.at.least(sessions[0]!.txBytes);
     expect(end.session.connectedAt).to.equal(sessions[0]!.connectedAt);
     expect(await exitedWithin(carol.proc, 15_000), 'HALT makes the client exit').to.equal(true);
 
-    // syncUsers without carol cuts her live session.
+    // apply without carol cuts her live session.
     const carol2 = await startProfile('carol2', profile, ['carol', 'pw-carol']);
     await until(() => carol2.connected(), 'carol again', 20_000);
-    await vpn.syncUsers([{ username: 'dave', password: 'pw-dave' }]);
-    await until(() => ended.filter((e) => e.session.username === 'carol').length === 2, 'carol cut by syncUsers', 15_000);
+    await vpn.apply(state(['dave']));
+    await until(() => ended.filter((e) => e.session.username === 'carol').length === 2, 'carol cut by apply', 15_000);
     expect(await exitedWithin(carol2.proc, 15_000)).to.equal(true);
 
     // openvpn SIGKILLed: no DISCONNECT will come; the session is reported ended with the last
     // counters bytecount gave, and the instance comes back.
-    await vpn.syncUsers([
-      { username: 'carol', password: 'pw-carol' },
-      { username: 'dave', password: 'pw-dave' },
-    ]);
+    await vpn.apply(state(['carol', 'dave']));
     const carol3 = await startProfile('carol3', profile, ['carol', 'pw-carol']);
     await until(() => carol3.connected(), 'carol a third time', 20_000);
     await clientHost.run(['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.1.1'], { timeoutMs: 10_000 });
@@ -460,13 +479,34 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
     expect(vpn.describe().find((r) => r.key === '1196tcp')!.restarts).to.equal(1);
     await stopClient(carol3);
 
-    // One instance left: the raw text goes to the native parser with its scope.
-    const pidUdp = running[0]!.pid;
-    await vpn.setInstances([{ port: 1196, proto: 'tcp', local: SRV_IP }]);
+    // carol's certificate is revoked in the panel PKI (as core does on delete); once the CRL
+    // arrives in apply, the running server refuses the old certificate without a restart,
+    // before any password check, and a new profile (new certificate) logs in.
+    const restarts = vpn.describe().map((r) => r.restarts);
+    await pki.revokeClient('carol');
+    await vpn.apply(state(['carol', 'dave'], await pki.crl()));
+    expect(await fs.readFile(`${DIR}/plugin/pki/crl.pem`, 'utf8')).to.equal(await pki.crl());
+    const authBefore = authorizeCalls.length;
+    const revoked = await startProfile('carol-revoked', profile, ['carol', 'pw-carol']);
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(revoked.connected(), 'a revoked certificate does not connect').to.equal(false);
+    expect(authorizeCalls.length, 'a revoked certificate never reaches authorize').to.equal(authBefore);
+    await stopClient(revoked);
+    const freshProfile = await vpn.renderClientConfig({ username: 'carol', material: {} }, [{ host: SRV_IP, port: 1196, protocol: 'tcp' }]);
+    expect(freshProfile).to.not.equal(profile);
+    const renewed = await startProfile('carol-new', freshProfile, ['carol', 'pw-carol']);
+    await until(() => renewed.connected(), 'carol with a new certificate', 20_000);
+    expect(vpn.describe().map((r) => r.restarts)).to.deep.equal(restarts);
+    await stopClient(renewed);
+
+    // One listener left: the UDP process stops, the TCP one keeps running.
+    const pidUdp = vpn.describe().find((r) => r.key === '1195udp')!.pid;
+    const pidTcp = vpn.describe().find((r) => r.key === '1196tcp')!.pid;
+    await vpn.apply({ ...state(['carol', 'dave']), listeners: [{ port: 1196, protocol: 'tcp' }] });
     expect(alive(pidUdp)).to.equal(false);
+    expect(vpn.describe().map((r) => [r.key, r.pid])).to.deep.equal([['1196tcp', pidTcp]]);
     const single = await vpn.pollSessions();
-    expect(single).to.deep.include({ kind: 'status-text', format: 'openvpn-status3', scope: 'main:1196tcp', protocol: 'openvpn', serverId: 'main' });
-    const pidTcp = vpn.describe()[0]!.pid;
+    expect(single.kind === 'status-text' && single.texts.map((t) => t.scope)).to.deep.equal(['main:1196tcp']);
     await vpn.stop();
     expect(vpn.describe()).to.deep.equal([]);
     expect(alive(pidTcp)).to.equal(false);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { DomainError } from '../../core/errors';
 import { renderClientProfile, renderServerConfig, type ClientProfileInput, type ServerConfigInput } from '../../plugins/openvpn/render';
-import { nthSubnet, parseIpv4Subnet } from '../../plugins/openvpn/validate';
+import { nthSubnet, parseIpv4Subnet } from '../../core';
 
 /*
  * The pure OpenVPN renderers. Proves: the exact server config and client profile we ship
