@@ -16,6 +16,9 @@ export interface ConfigLink {
   /** File name of the download, e.g. `main_udp.ovpn`. */
   file: string;
   url: string;
+  /** For configs a client app imports by scanning: the config itself, and its QR code (inline SVG, HTML only). */
+  config?: string;
+  qr_svg?: string;
 }
 
 /**
@@ -158,10 +161,13 @@ function serverList(servers: SubscriptionServer[]): string {
 function linkList(card: ProtocolCard, displayName: string): string {
   const links = card.links ?? [];
   if (!links.length) return `<p class="muted">No ${escapeHtml(displayName)} server is assigned to you yet.</p>`;
-  return `<p class="muted">Download a profile and import it into a ${escapeHtml(displayName)} client.</p><ul class="links">${links
-    .map((l) =>
-      isSafeHref(l.url) ? `<li><a href="${escapeHtml(l.url)}" download="${escapeHtml(l.file)}">${escapeHtml(l.file)}</a></li>` : `<li><code>${escapeHtml(l.url)}</code></li>`,
-    )
+  return `<p class="muted">Download a profile and import it into a ${escapeHtml(displayName)} client${links.some((l) => l.qr_svg) ? ', or scan its QR code with the app' : ''}.</p><ul class="links">${links
+    .map((l) => {
+      const link = isSafeHref(l.url) ? `<a href="${escapeHtml(l.url)}" download="${escapeHtml(l.file)}">${escapeHtml(l.file)}</a>` : `<code>${escapeHtml(l.url)}</code>`;
+      // The SVG is node-qrcode's output for our own text: markup we made, not user data.
+      const qr = l.qr_svg ? `<figure class="qr" role="img" aria-label="${escapeHtml(`QR code of ${l.file}`)}">${l.qr_svg}</figure>` : '';
+      return `<li>${link}${qr}</li>`;
+    })
     .join('')}</ul>`;
 }
 
@@ -192,6 +198,8 @@ code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#
 ul{margin:6px 0 0;padding-left:20px}
 a{color:#0969da}
 footer{margin-top:24px;text-align:center}
+.qr{margin:8px 0;max-width:260px;background:#fff;padding:4px;border-radius:4px}
+.qr svg{display:block;width:100%;height:auto}
 @media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}section{background:#161b22;border-color:#30363d}code{background:#0d1117;border-color:#30363d}.bar{background:#30363d}a{color:#4493f8}}
 `;
 

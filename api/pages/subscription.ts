@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Services } from '../../core/services';
 import { MAIN_ADMIN } from '../../core/principal';
 import { PROTOCOLS } from '../../core/protocols/table';
+import { qrSvg } from './qr';
 import type { ServerEndpointView, SubscriptionDetail } from '../../core/services/user-view';
 import {
   renderNotFoundPage,
@@ -83,7 +84,30 @@ export async function resolveSubscription(
   const subscription = await services.users.resolveSubscription(username, token);
   if (!subscription) return null;
   if (scope.subAdminId !== undefined && subscription.detail.sub_admin_id !== scope.subAdminId) return null;
-  return { ...toSubscriptionInfo(subscription, services.ctx.clock.now(), await settingsFor(services, subscription)), subscription };
+  const resolved = { ...toSubscriptionInfo(subscription, services.ctx.clock.now(), await settingsFor(services, subscription)), subscription };
+  await addScannableConfigs(services, resolved);
+  return resolved;
+}
+
+/**
+ * Configs a client app imports by scanning (WireGuard's) go on the page in full, with their QR
+ * code: the token already proved who is asking, and the download link serves the same text.
+ * A plugin that cannot render now leaves the plain link.
+ */
+async function addScannableConfigs(services: Services, resolved: ResolvedSubscription): Promise<void> {
+  for (const offer of resolved.subscription.clientConfigs) {
+    if (!offer.qr) continue;
+    const file = `${offer.endpoint.name}.${offer.extension}`;
+    const link = resolved.info.protocols[offer.protocol]?.links?.find((l) => l.file === file);
+    if (!link) continue;
+    try {
+      const rendered = await services.clientConfigs.render(resolved.subscription, file);
+      link.config = rendered.content;
+      link.qr_svg = await qrSvg(rendered.content);
+    } catch (err) {
+      services.ctx.logger.warn({ err: (err as Error).message, file }, 'client config for the QR code could not be rendered');
+    }
+  }
 }
 
 /**
@@ -144,12 +168,21 @@ export function toSubscriptionInfo(subscription: SubscriptionDetail, now: Date, 
   };
 }
 
+/** The JSON answer carries each scannable config as text; the SVG is for the HTML page. */
+function withoutSvg(info: SubscriptionInfo): SubscriptionInfo {
+  const protocols: SubscriptionInfo['protocols'] = {};
+  for (const [id, card] of Object.entries(info.protocols)) {
+    protocols[id] = card.links ? { ...card, links: card.links.map(({ qr_svg: _svg, ...link }) => link) } : card;
+  }
+  return { ...info, protocols };
+}
+
 export async function subscriptionPage(services: Services, scope: PublicPagesScope, req: Request, res: Response): Promise<void> {
   const resolved = await resolveSubscription(services, String(req.params.username ?? ''), tokenOf(req), scope);
   if (!resolved) return sendNotFound(req, res);
   setPrivatePageHeaders(res);
   if (wantsJson(req)) {
-    res.status(200).json({ success: true, ...resolved.info });
+    res.status(200).json({ success: true, ...withoutSvg(resolved.info) });
     return;
   }
   res.status(200).type('html').send(renderSubscriptionPage(resolved.info, resolved.extras, PROTOCOL_PRESENTATION));

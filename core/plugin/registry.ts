@@ -221,9 +221,12 @@ export class PluginRegistry {
     return serverId !== MAIN_SERVER_ID && main?.state === 'available';
   }
 
-  /** The file extension of a protocol's client configs, when its plugin renders them. */
-  extensionOf(protocol: ProtocolId): string | null {
-    for (const e of this.entries.values()) if (e.protocol === protocol && e.capabilities?.clientConfig) return e.capabilities.clientConfig.extension;
+  /** The format of a protocol's client configs, when its plugin renders them. */
+  formatOf(protocol: ProtocolId): { extension: string; qr: boolean } | null {
+    for (const e of this.entries.values()) {
+      const format = e.protocol === protocol ? e.capabilities?.clientConfig : null;
+      if (format) return { extension: format.extension, qr: format.qr === true };
+    }
     return null;
   }
 

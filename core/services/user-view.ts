@@ -123,6 +123,8 @@ export interface ClientConfigOffer {
   protocol: ProtocolId;
   endpoint: ResolvedEndpoint;
   extension: string;
+  /** The config itself fits a QR code that client apps import. */
+  qr: boolean;
   url: string;
 }
 

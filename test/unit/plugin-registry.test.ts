@@ -108,6 +108,6 @@ describe('plugin registry', () => {
     await r.refreshAvailability();
     expect(r.offers('wireguard', 'node_2')).to.equal(false);
     expect(r.offers('openvpn', 'main')).to.equal(false);
-    expect(r.extensionOf('wireguard')).to.equal(null);
+    expect(r.formatOf('wireguard')).to.equal(null);
   });
 });

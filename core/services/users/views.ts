@@ -33,9 +33,9 @@ export interface LoadedUser {
   serversFingerprint: string;
 }
 
-/** Which protocols render client configs, and with which file extension (from their plugins). */
+/** Which protocols render client configs, with which file extension, and whether as a QR code too (from their plugins). */
 export interface ClientConfigFormats {
-  extensionOf(protocol: ProtocolId): string | null;
+  formatOf(protocol: ProtocolId): { extension: string; qr: boolean } | null;
 }
 
 const USER_VIEW_SQL = `
@@ -274,10 +274,11 @@ export class UserViews {
     const offers: ClientConfigOffer[] = [];
     const protocols = new Set(catalog[which].map((e) => e.protocol));
     for (const protocol of protocols) {
-      const extension = this.formats.extensionOf(protocol);
-      if (!extension) continue;
+      const format = this.formats.formatOf(protocol);
+      if (!format) continue;
+      const { extension, qr } = format;
       for (const endpoint of endpointsFor(protocol, loaded.row, loaded.reseller, catalog, which)) {
-        offers.push({ protocol, endpoint, extension, url: this.downloadUrlFor(loaded.row.username, `${endpoint.name}.${extension}`, token, loaded.reseller) });
+        offers.push({ protocol, endpoint, extension, qr, url: this.downloadUrlFor(loaded.row.username, `${endpoint.name}.${extension}`, token, loaded.reseller) });
       }
     }
     return offers;
