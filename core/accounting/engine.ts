@@ -115,10 +115,12 @@ export class AccountingEngine {
   private readonly directory = new UserDirectory();
   private readonly facts = new FactsCache();
   private readonly tombs = new Map<string, Tombstone>();
-  /** sourceId → the plugin's status-text scope, when it reports text. */
-  private readonly textScopes = new Map<string, string>();
-  /** sourceId → tracker scopes its sessions may be tracked under (more than one after a switch). */
-  private readonly scopesSeen = new Map<string, Set<string>>();
+  /**
+   * sourceId → the tracker scopes of its last complete poll (one per daemon of a status-text
+   * plugin, the source itself for parsed sessions): where a disconnect of a session the
+   * tracker never saw belongs.
+   */
+  private readonly sourceScopes = new Map<string, readonly string[]>();
   private readonly logger: Logger;
   private initialized: Promise<void> | null = null;
   private running: Promise<TickReport> | null = null;
@@ -169,7 +171,6 @@ export class AccountingEngine {
       if (this.lastCommitError) return { state: 'degraded', reason: `last accounting commit failed: ${this.lastCommitError}` };
       return info.implementation === 'native' ? { state: 'ok' } : { state: 'degraded', reason: `TypeScript fallback tracker in use: ${info.reason}` };
     });
-    engines.set(ctx, this);
   }
 
   get implementation(): 'native' | 'fallback' {
@@ -323,23 +324,19 @@ export class AccountingEngine {
   /**
    * Tracker keys are `<source>/<plugin's session key>` whatever the poll kind: the addon builds
    * `<source>/<text scope>:<id>` from status text, which is `<source>/` + the key a plugin reports
-   * for that session (`<scope>:<id>`). So a plugin may switch between status text and parsed
-   * sessions (one OpenVPN instance → two) without any session looking new.
+   * for that session (`<scope>:<id>`, e.g. in `sessionEnded`).
    */
   private trackerKeyOf(sourceId: string, pluginKey: string): string {
     return `${sourceId}/${pluginKey}`;
   }
 
+  /** The tracker scope a key belongs to: the longest known scope of its source that prefixes it. */
   private scopeOfKey(sourceId: string, key: string): string {
-    const textScope = this.textScopes.get(sourceId);
-    if (textScope !== undefined && key.startsWith(`${sourceId}/${textScope}:`)) return `${sourceId}/${textScope}`;
-    return sourceId;
-  }
-
-  private noteScope(sourceId: string, scope: string): void {
-    let seen = this.scopesSeen.get(sourceId);
-    if (!seen) this.scopesSeen.set(sourceId, (seen = new Set()));
-    seen.add(scope);
+    let best = sourceId;
+    for (const scope of this.sourceScopes.get(sourceId) ?? []) {
+      if (scope.length > best.length && key.startsWith(`${scope}:`)) best = scope;
+    }
+    return best;
   }
 
   private async reloadFromJournal(): Promise<void> {
@@ -348,8 +345,8 @@ export class AccountingEngine {
     this.tombs.clear();
     for (const r of rows) {
       const { protocol, serverId } = parseSourceId(r.sourceId);
-      if (r.scope.startsWith(`${r.sourceId}/`)) this.textScopes.set(r.sourceId, r.scope.slice(r.sourceId.length + 1));
-      this.noteScope(r.sourceId, r.scope);
+      const scopes = this.sourceScopes.get(r.sourceId) ?? [];
+      if (!scopes.includes(r.scope)) this.sourceScopes.set(r.sourceId, [...scopes, r.scope]);
       // Tombstones go in as "ended" so stale rows of them are ignored by the tracker itself.
       this.tracker.seed({ key: r.key, scope: r.scope, user: r.user, rx: r.rx, tx: r.tx, connectedAt: r.connectedAt, ended: r.ended });
       if (r.ended) {
@@ -412,12 +409,10 @@ export class AccountingEngine {
       const reseed: Tombstone[] = [];
       for (const p of polled) {
         let result: TickResult;
-        let scope: string;
         try {
           if (p.error !== undefined || !p.poll) throw new Error(p.error ?? 'no poll');
-          const trackerPoll = this.toTrackerPoll(p.plugin.id, p.plugin.protocol, p.plugin.serverId, p.poll);
-          scope = trackerPoll.scope;
-          result = this.tracker.tick([trackerPoll]); // validates before it changes anything
+          const trackerPolls = this.toTrackerPolls(p.plugin.id, p.plugin.protocol, p.plugin.serverId, p.poll);
+          result = this.tracker.tick(trackerPolls); // validates before it changes anything
         } catch (err) {
           report.failed.push({ source: p.plugin.id, error: (err as Error).message });
           this.registry.noteOutcome(p.plugin.id, err);
@@ -425,7 +420,7 @@ export class AccountingEngine {
           this.logger.warn({ source: p.plugin.id, err: (err as Error).message }, 'poll failed or was malformed; its sessions keep their last counters');
           continue;
         }
-        newLive.set(p.plugin.id, this.fold(p.plugin, scope, result, usage, reseed, nowMs, report));
+        newLive.set(p.plugin.id, this.fold(p.plugin, result, usage, reseed, nowMs, report));
         report.polled.push(p.plugin.id);
       }
       for (const t of reseed) {
@@ -494,7 +489,12 @@ export class AccountingEngine {
       const after = await this.afterCommit(now, changed, new Map(write.resellers.map((r) => [r.id, r.bytes])), report);
       report.enforcement = await this.enforcer.enforce({ facts: after });
       // Announced after enforcement has acted, so listeners see the cuts already under way.
-      if (report.statusChanged.length) this.ctx.events.emit('users.changed', { usernames: report.statusChanged });
+      // Not `users.changed`: that would bring the engine back here (a second enforcement pass
+      // and a dropped facts cache) for what this pass has just decided.
+      const moved = [...changed.values()].map((c) => c.username);
+      if (moved.length || report.statusChanged.length) {
+        this.ctx.events.emit('usage.committed', { usernames: [...new Set(moved)].sort(), statusChanged: report.statusChanged });
+      }
     }
 
     report.durationMs = performance.now() - t0;
@@ -508,7 +508,6 @@ export class AccountingEngine {
   /** Feeds one plugin's poll to the tracker and collects deltas, journal entries and connections. */
   private fold(
     plugin: RegisteredPlugin,
-    scope: string,
     r: TickResult,
     usage: Usage,
     reseed: Tombstone[],
@@ -520,7 +519,10 @@ export class AccountingEngine {
     const previous = this.live.previous(sourceId);
     const conns = new Map<string, LiveConnection>();
     const wallNow = Date.now();
+    let poll = 0;
     for (let row = 0; row < r.rowCount; row++) {
+      while (poll < r.polls.length - 1 && row >= r.polls[poll].rowStart + r.polls[poll].rowCount) poll++;
+      const scope = r.polls[poll].scope;
       const flags = r.flags[row];
       const key = r.keyAt(row);
       const user = r.userNames[r.user[row]];
@@ -583,33 +585,33 @@ export class AccountingEngine {
       this.journal.set(sourceId, journalEntryOf(t));
       report.vanished++;
     }
-    // The source switched scope (status text ↔ parsed sessions): its sessions tracked under the
-    // old scope that this poll no longer lists are gone, like vanished ones.
-    const seen = this.scopesSeen.get(sourceId);
-    if (seen && (seen.size > 1 || !seen.has(scope)) && r.polls[0]?.complete !== false) {
+    // A plugin's poll lists every daemon it runs. When all of them answered completely, a
+    // session tracked under a scope the poll no longer has (an instance that was removed
+    // without reporting its sessions ended) is gone, like a vanished one.
+    const scopes = r.polls.map((x) => x.scope);
+    const complete = r.polls.every((x) => x.complete && x.malformed === 0);
+    if (complete) {
       for (const e of this.journal.entriesOf(sourceId)) {
-        if (e.ended || e.scope === scope || conns.has(e.key)) continue;
+        if (e.ended || scopes.includes(e.scope) || conns.has(e.key)) continue;
         const t: Tombstone = { key: e.key, scope: e.scope, protocol, serverId, user: e.user, rx: e.rx, tx: e.tx, connectedAt: e.connectedAt, ended: false, atMs: nowMs };
         this.tracker.forget(e.key);
         this.tombs.set(e.key, t);
         this.journal.set(sourceId, journalEntryOf(t));
         report.vanished++;
       }
-      seen.clear();
-    }
-    this.noteScope(sourceId, scope);
-    const summary = r.polls[0];
-    if (summary && (summary.malformed > 0 || !summary.complete)) {
-      this.logger.warn({ source: sourceId, malformed: summary.malformed, complete: summary.complete }, 'incomplete status from the plugin; nobody vanishes this tick');
+      this.sourceScopes.set(sourceId, scopes);
+    } else {
+      const bad = r.polls.filter((x) => x.malformed > 0 || !x.complete).map((x) => ({ scope: x.scope, malformed: x.malformed, complete: x.complete }));
+      this.logger.warn({ source: sourceId, polls: bad }, 'incomplete status from the plugin; nobody vanishes from those daemons this tick');
     }
     return conns;
   }
 
-  private toTrackerPoll(sourceId: string, protocol: ProtocolId, serverId: string, poll: SessionPoll): TrackerPoll {
+  /** One tracker poll per daemon text, or one sample batch for parsed sessions. */
+  private toTrackerPolls(sourceId: string, protocol: ProtocolId, serverId: string, poll: SessionPoll): TrackerPoll[] {
     if (!poll || typeof poll !== 'object') throw new Error('pollSessions() returned no poll');
     if (poll.kind === 'sessions') {
       if (!Array.isArray(poll.sessions)) throw new Error('pollSessions(): sessions must be an array');
-      this.textScopes.delete(sourceId);
       const samples = poll.sessions.map((s, i) => {
         if (!s || typeof s.sessionKey !== 'string' || !s.sessionKey) throw new Error(`pollSessions(): sessions[${i}].sessionKey must be a non-empty string`);
         if (typeof s.username !== 'string' || s.username.length > TRACKER_LIMITS.user) throw new Error(`pollSessions(): sessions[${i}].username is invalid`);
@@ -620,14 +622,19 @@ export class AccountingEngine {
         if (key.length > TRACKER_LIMITS.key) throw new Error(`pollSessions(): sessions[${i}].sessionKey is too long`);
         return { key, user: s.username, rx: s.rxBytes, tx: s.txBytes, connectedAt: s.connectedAt, remoteAddress: typeof s.remoteAddress === 'string' ? s.remoteAddress.slice(0, 1024) : '' };
       });
-      return { kind: 'samples', scope: sourceId, protocol, serverId, samples };
+      return [{ kind: 'samples', scope: sourceId, protocol, serverId, samples }];
     }
     if (poll.kind === 'status-text') {
-      if (typeof poll.scope !== 'string' || !poll.scope) throw new Error('pollSessions(): status-text scope must be a non-empty string');
-      const scope = `${sourceId}/${poll.scope}`;
-      if (scope.length > TRACKER_LIMITS.scope) throw new Error('pollSessions(): status-text scope is too long');
-      this.textScopes.set(sourceId, poll.scope);
-      return { kind: 'status-text', format: poll.format, text: poll.text, scope, protocol, serverId, peerNames: poll.peerNames };
+      if (!Array.isArray(poll.texts)) throw new Error('pollSessions(): status-text texts must be an array');
+      const seen = new Set<string>();
+      return poll.texts.map((t, i) => {
+        if (!t || typeof t.scope !== 'string' || !t.scope) throw new Error(`pollSessions(): texts[${i}].scope must be a non-empty string`);
+        const scope = `${sourceId}/${t.scope}`;
+        if (scope.length > TRACKER_LIMITS.scope) throw new Error(`pollSessions(): texts[${i}].scope is too long`);
+        if (seen.has(scope)) throw new Error(`pollSessions(): texts[${i}].scope ${JSON.stringify(t.scope)} is listed twice`);
+        seen.add(scope);
+        return { kind: 'status-text' as const, format: poll.format, text: t.text, scope, protocol, serverId, peerNames: poll.peerNames };
+      });
     }
     throw new Error(`pollSessions(): unknown poll kind ${JSON.stringify((poll as { kind?: unknown }).kind)}`);
   }
@@ -874,11 +881,4 @@ function parseSourceId(sourceId: string): { protocol: ProtocolId; serverId: stri
 
 function isCounter(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-const engines = new WeakMap<CoreContext, AccountingEngine>();
-
-/** The engine running on a core context (the API's /metrics and stats reach it this way). */
-export function accountingEngineOf(ctx: CoreContext): AccountingEngine | undefined {
-  return engines.get(ctx);
 }

@@ -1,4 +1,4 @@
-export { AccountingEngine, accountingEngineOf, type AccountingEngineOptions, type TickReport } from './engine';
+export { AccountingEngine, type AccountingEngineOptions, type TickReport } from './engine';
 export { AccountingJournal, JOURNAL_SHARDS, type PendingEnded, type JournalEntry } from './journal';
 export { LiveSessions, type LiveConnection } from './live-sessions';
 export { AccountingMetrics } from './metrics';
