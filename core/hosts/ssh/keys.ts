@@ -1,0 +1,63 @@
+import path from 'node:path';
+import { utils as sshUtils } from 'ssh2';
+import { invalid } from '../../errors';
+import { HostError, runChecked, type Host } from '../host';
+
+/** An SSH key pair in OpenSSH format. */
+export interface SshKeyPair {
+  /** `-----BEGIN OPENSSH PRIVATE KEY-----…`, unencrypted; store it encrypted at rest. */
+  privateKey: string;
+  /** One `authorized_keys` line: `ssh-ed25519 AAAA… comment`. */
+  publicKey: string;
+}
+
+/**
+ * Generates the key the main server uses to log in to nodes.
+ *
+ * @example
+ * const { privateKey, publicKey } = generateSshKeyPair('ed25519', 'polygate@main');
+ */
+export function generateSshKeyPair(type: 'ed25519' | 'rsa' = 'ed25519', comment = 'polygate'): SshKeyPair {
+  const safeComment = comment.replace(/[^A-Za-z0-9_.@:-]/g, '_').slice(0, 64);
+  const keys = type === 'rsa' ? sshUtils.generateKeyPairSync('rsa', { bits: 3072, comment: safeComment }) : sshUtils.generateKeyPairSync('ed25519', { comment: safeComment });
+  const publicKey = keys.public.trim();
+  return { privateKey: keys.private, publicKey: publicKey.includes(' ', publicKey.indexOf(' ') + 1) ? publicKey : `${publicKey} ${safeComment}` };
+}
+
+const PUBLIC_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,3})(?: ([\x20-\x7e]{0,200}))?$/;
+
+/**
+ * Adds `publicKey` to `~/.ssh/authorized_keys` of the user the host runs programs as,
+ * unless a line with the same key (type and blob, whatever the comment) is there already.
+ * Sets `~/.ssh` to 0700 and the file to 0600 (what sshd's StrictModes demands), writing the
+ * file atomically.
+ *
+ * @example
+ * await installAuthorizedKey(new SshHost('node_3', { host, username: 'root', password }), keys.publicKey);
+ */
+export async function installAuthorizedKey(host: Host, publicKey: string): Promise<{ installed: boolean; path: string }> {
+  const line = publicKey.trim();
+  const m = PUBLIC_KEY_RE.exec(line);
+  if (!m) throw invalid('public key must be one OpenSSH public key line (e.g. "ssh-ed25519 AAAA… comment")');
+  const { stdout } = await runChecked(host, ['printenv', 'HOME'], { timeoutMs: 20_000 });
+  const home = stdout.trim();
+  if (!home.startsWith('/')) throw new HostError(host.id, 'failed', `cannot find the home directory on ${host.id} (HOME=${JSON.stringify(home)})`);
+  const dir = path.posix.join(home, '.ssh');
+  const file = path.posix.join(dir, 'authorized_keys');
+  await host.mkdirp(dir, 0o700);
+  let existing = '';
+  if (await host.exists(file)) existing = (await host.readFile(file)).toString('utf8');
+  const present = existing.split('\n').some((l) => {
+    const fields = l.trim().split(/\s+/);
+    // Options may precede the key type in authorized_keys; look for type + blob anywhere.
+    const i = fields.indexOf(m[1]!);
+    return i >= 0 && fields[i + 1] === m[2];
+  });
+  if (present) {
+    await runChecked(host, ['chmod', '600', '--', file], { timeoutMs: 20_000 });
+    return { installed: false, path: file };
+  }
+  const prefix = existing === '' || existing.endsWith('\n') ? existing : `${existing}\n`;
+  await host.writeFileAtomic(file, `${prefix}${line}\n`, 0o600);
+  return { installed: true, path: file };
+}
