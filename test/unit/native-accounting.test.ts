@@ -71,6 +71,43 @@ for (const impl of ['native', 'fallback'] as const) {
       expect(t.implementation).to.equal(impl);
     });
 
+    describe('OpenVPN status 3, captured from OpenVPN 2.6.14 (test/fixtures/openvpn)', () => {
+      // Moved here from the plugin's own parser, which is gone: these captures now prove the
+      // one parser accounting and the plugin both use.
+      const capture = (name: string) => readFileSync(path.join(__dirname, '..', 'fixtures', 'openvpn', name), 'utf8');
+      const rows = (r: TickResult) => r.toRows().map((x) => [x.key, x.user, x.remoteAddress, x.rx, x.tx, x.connectedAt]);
+
+      it('an established client is a session with its counters and start; one still authenticating is not', () => {
+        const r = t.tick([text('openvpn-status3', capture('status3-live-and-pending.txt'), 'main:1194udp')]);
+        expect(rows(r)).to.deep.equal([['main:1194udp:0', 'user1', '10.99.7.2:52289', 2604, 2416, 1795718188]]);
+        expect(r.polls[0]).to.include({ complete: true, malformed: 0 });
+      });
+
+      it('after a reconnect the new client id is a new session and the old one vanishes', () => {
+        t.tick([text('openvpn-status3', capture('status3-live-and-pending.txt'), 'main:1194udp')]);
+        const r = t.tick([text('openvpn-status3', capture('status3-after-reconnect.txt'), 'main:1194udp')]);
+        expect(rows(r)).to.deep.equal([['main:1194udp:3', 'user1', '10.99.7.2:36138', 7539, 6997, 1795718218]]);
+        expect(r.vanished.map((v) => v.key)).to.deep.equal(['main:1194udp:0']);
+      });
+
+      it('an empty server and a one-client server parse completely', () => {
+        expect(t.tick([text('openvpn-status3', capture('status3-empty.txt'), 'e')]).rowCount).to.equal(0);
+        const one = t.tick([text('openvpn-status3', capture('status3-one-client.txt'), 'o')]);
+        expect(one.rowCount).to.equal(1);
+        expect(one.polls.map((p) => p.complete)).to.deep.equal([true]);
+      });
+
+      it('finds columns by header name, so a reordered or extended header still parses (CRLF too)', () => {
+        const body = [
+          'HEADER\tCLIENT_LIST\tClient ID\tCommon Name\tNew Column\tBytes Sent\tBytes Received\tConnected Since (time_t)\tVirtual Address\tReal Address',
+          'CLIENT_LIST\t7\talice\tx\t200\t100\t1700000000\t10.8.0.2\t[2001:db8::5]:1194',
+          'END',
+        ].join('\r\n');
+        const r = t.tick([text('openvpn-status3', body, 'node_1:443tcp')]);
+        expect(rows(r)).to.deep.equal([['node_1:443tcp:7', 'alice', '[2001:db8::5]:1194', 100, 200, 1700000000]]);
+      });
+    });
+
     describe('OpenVPN status 3', () => {
       it('reads CLIENT_LIST rows by the HEADER columns; a row without a virtual address (still authenticating) is no session', () => {
         const r = t.tick([text('openvpn-status3', OPENVPN, 'ovpn@s1')]);
