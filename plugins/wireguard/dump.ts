@@ -1,0 +1,226 @@
+/**
+ * Pure: `wg show <if> dump` → what accounting is handed, and which sessions just ended.
+ *
+ * WireGuard has no sessions, only peers whose counters grow for as long as the peer exists on
+ * the interface. The accounting parser (`wg-dump`) reads `wg show all dump` lines and keys a
+ * session by `<scope>:<first field>:<public key>`. This ledger turns peers into sessions:
+ *
+ * - a peer is online while its latest handshake is younger than the online window (180 s:
+ *   WireGuard re-handshakes about every 120 s while traffic flows and refuses data on keys
+ *   older than 180 s); a peer that never completed a handshake is not a session;
+ * - each online period is its own session: the first field is a period number instead of the
+ *   interface name, and counters are handed over relative to the peer's counters when the
+ *   period began. So a peer coming back after an idle spell is a new connection whose counters
+ *   start near zero, and nothing depends on how long core remembers the old one;
+ * - a peer whose counters went down (re-created behind our back) starts a new period at zero;
+ * - when a peer goes idle, leaves the dump, or is about to be removed, its period is reported
+ *   ended with the counters read last, so its final bytes are counted exactly once.
+ *
+ * Periods are numbered per ledger, and the plugin makes a new ledger (and a new scope) at every
+ * interface start, so keys never repeat across restarts.
+ */
+
+/** One peer line of `wg show <if> dump`. */
+export interface DumpPeer {
+  publicKey: string;
+  presharedKey: string;
+  /** `ip:port`, or '' when the peer has not been seen (`(none)`). */
+  endpoint: string;
+  allowedIps: string;
+  /** Unix seconds; 0 = never. */
+  latestHandshake: number;
+  rx: number;
+  tx: number;
+}
+
+export interface ParsedDump {
+  /** The interface line: public key and listen port (null when the text has none). */
+  device: { publicKey: string; listenPort: number } | null;
+  peers: DumpPeer[];
+  /** Lines that are neither an interface line (4 fields) nor a peer line (8 fields) or carry bad numbers. */
+  malformed: number;
+}
+
+const DIGITS = /^\d{1,16}$/;
+
+/**
+ * Parses `wg show <if> dump` (tab-separated: the interface line has 4 fields: private key,
+ * public key, listen port, fwmark; each peer line 8: public key, preshared key, endpoint,
+ * allowed ips, latest handshake, rx, tx, persistent keepalive).
+ */
+export function parseDump(text: string): ParsedDump {
+  const out: ParsedDump = { device: null, peers: [], malformed: 0 };
+  for (const raw of text.split('\n')) {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (!line) continue;
+    const f = line.split('\t');
+    if (f.length === 4 && out.device === null && out.peers.length === 0) {
+      out.device = { publicKey: f[1]!, listenPort: Number(f[2]) || 0 };
+      continue;
+    }
+    if (f.length !== 8 || !f[0] || !DIGITS.test(f[4]!) || !DIGITS.test(f[5]!) || !DIGITS.test(f[6]!)) {
+      out.malformed++;
+      continue;
+    }
+    out.peers.push({
+      publicKey: f[0],
+      presharedKey: f[1]!,
+      endpoint: f[2] === '(none)' ? '' : f[2]!,
+      allowedIps: f[3]!,
+      latestHandshake: Number(f[4]),
+      rx: Number(f[5]),
+      tx: Number(f[6]),
+    });
+  }
+  return out;
+}
+
+/** A session of one peer's online period, as the plugin reports it ended. */
+export interface EndedPeriod {
+  /** `<scope>:<period>:<public key>`, the key accounting tracks it under. */
+  sessionKey: string;
+  publicKey: string;
+  remoteAddress: string;
+  rx: number;
+  tx: number;
+  reason: string;
+}
+
+interface PeerTrack {
+  /** Current or last period number. */
+  period: number;
+  /** The period is open: handed to accounting as live and not reported ended. */
+  open: boolean;
+  /** The current period number was already handed to accounting (open or ended). */
+  used: boolean;
+  /** Raw counters where the current (or next) period starts. */
+  baseRx: number;
+  baseTx: number;
+  /** Raw counters and endpoint read last. */
+  rx: number;
+  tx: number;
+  endpoint: string;
+}
+
+export interface LedgerObservation {
+  /** `wg show all dump` lines (first field = period) of the online peers, for the `wg-dump` parser. */
+  text: string;
+  /** Periods that ended since the last observation (idle, vanished, counters went down). */
+  ended: EndedPeriod[];
+  malformed: number;
+  online: number;
+}
+
+/** Default online window: WireGuard's REJECT_AFTER_TIME. */
+export const ONLINE_WINDOW_SEC = 180;
+
+/**
+ * The session bookkeeping of one interface run. `observe` every dump you read (polls and the
+ * reads before removals); `takeEnded` before removing a peer.
+ *
+ * @example
+ * const ledger = new PeerLedger('wg:pgwg0:1733086000123');
+ * const { text, ended } = ledger.observe(dumpText, nowSec);
+ * for (const e of ended) ctx.sessionEnded(...);
+ * return { kind: 'status-text', format: 'wg-dump', texts: [{ scope: ledger.scope, text }], peerNames };
+ */
+export class PeerLedger {
+  private readonly peers = new Map<string, PeerTrack>();
+  private nextPeriod = 1;
+
+  constructor(
+    /** The accounting scope of this interface run, e.g. `wg:pgwg0:<start ms>`. */
+    readonly scope: string,
+    private readonly onlineWindowSec = ONLINE_WINDOW_SEC,
+  ) {}
+
+  sessionKey(period: number, publicKey: string): string {
+    return `${this.scope}:${period}:${publicKey}`;
+  }
+
+  /** Feeds one `wg show <if> dump`. Peers missing from it are ended and forgotten. */
+  observe(dumpText: string, nowSec: number): LedgerObservation {
+    const dump = parseDump(dumpText);
+    const ended: EndedPeriod[] = [];
+    const lines: string[] = [];
+    const seen = new Set<string>();
+    for (const p of dump.peers) {
+      seen.add(p.publicKey);
+      let t = this.peers.get(p.publicKey);
+      if (!t) {
+        // A peer is added with zero counters: everything it shows is this ledger's to count.
+        t = { period: this.nextPeriod++, open: false, used: false, baseRx: 0, baseTx: 0, rx: 0, tx: 0, endpoint: '' };
+        this.peers.set(p.publicKey, t);
+      }
+      if (p.rx < t.rx || p.tx < t.tx) {
+        // Counters went down: the peer was re-created. What the old one showed was counted.
+        if (t.open) ended.push(this.endedOf(p.publicKey, t, 'counters-reset'));
+        t.period = this.nextPeriod++;
+        t.open = false;
+        t.used = false;
+        t.baseRx = 0;
+        t.baseTx = 0;
+      }
+      t.rx = p.rx;
+      t.tx = p.tx;
+      if (p.endpoint) t.endpoint = p.endpoint;
+      const online = p.latestHandshake > 0 && nowSec - p.latestHandshake < this.onlineWindowSec;
+      if (online) {
+        if (!t.open) {
+          if (t.used) t.period = this.nextPeriod++;
+          t.open = true;
+          t.used = true;
+        }
+        lines.push(`${t.period}\t${p.publicKey}\t(none)\t${p.endpoint || '(none)'}\t${p.allowedIps}\t${p.latestHandshake}\t${p.rx - t.baseRx}\t${p.tx - t.baseTx}\toff`);
+      } else if (t.open) {
+        ended.push(this.endedOf(p.publicKey, t, 'idle'));
+        this.closeAt(t);
+      }
+    }
+    for (const [publicKey, t] of this.peers) {
+      if (seen.has(publicKey)) continue;
+      if (t.open) ended.push(this.endedOf(publicKey, t, 'peer-gone'));
+      this.peers.delete(publicKey);
+    }
+    return { text: lines.length ? `${lines.join('\n')}\n` : '', ended, malformed: dump.malformed, online: lines.length };
+  }
+
+  /**
+   * The final session of a peer about to be removed, from the dump just read (call `observe`
+   * with it first), or null when it holds no bytes accounting has not been told about. The peer
+   * is forgotten: if it is added again it starts from zero in a new period.
+   */
+  takeEnded(publicKey: string, reason: string): EndedPeriod | null {
+    const t = this.peers.get(publicKey);
+    if (!t) return null;
+    this.peers.delete(publicKey);
+    // Bytes after the last period closed (a handshake that was never polled) are a session too.
+    if (t.open) return this.endedOf(publicKey, t, reason);
+    if (t.rx > t.baseRx || t.tx > t.baseTx) {
+      if (t.used) t.period = this.nextPeriod++;
+      return this.endedOf(publicKey, t, reason);
+    }
+    return null;
+  }
+
+  /** Ends every open period (the interface is being stopped). */
+  endAll(reason: string): EndedPeriod[] {
+    const out: EndedPeriod[] = [];
+    for (const key of [...this.peers.keys()]) {
+      const e = this.takeEnded(key, reason);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  private endedOf(publicKey: string, t: PeerTrack, reason: string): EndedPeriod {
+    return { sessionKey: this.sessionKey(t.period, publicKey), publicKey, remoteAddress: t.endpoint, rx: t.rx - t.baseRx, tx: t.tx - t.baseTx, reason };
+  }
+
+  /** The next period starts at the counters the ended one was reported with. */
+  private closeAt(t: PeerTrack): void {
+    t.open = false;
+    t.baseRx = t.rx;
+    t.baseTx = t.tx;
+  }
+}

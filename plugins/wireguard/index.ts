@@ -1,0 +1,571 @@
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { z } from 'zod';
+import {
+  assertHost,
+  assertIp,
+  assertPort,
+  assertSafePath,
+  defineProtocolPlugin,
+  intToIpv4,
+  invalid,
+  ipv4Range,
+  ipv4ToInt,
+  notFound,
+  parseIpv4Subnet,
+  ProcessSupervisor,
+  runChecked,
+  SerialLock,
+  unavailable,
+  USERNAME_PATTERN,
+  type Availability,
+  type ClientEndpoint,
+  type ClientUser,
+  type DesiredState,
+  type PluginCapabilities,
+  type PluginContext,
+  type PortNeed,
+  type ProtocolPluginInstance,
+  type SessionPoll,
+} from '../../core';
+import { ONLINE_WINDOW_SEC, PeerLedger, type EndedPeriod } from './dump';
+import { assertWgKey, hostAddress, renderClientConfig, renderPeers, WG_KEY_PATTERN, type PeerEntry } from './render';
+
+export { parseDump, PeerLedger, ONLINE_WINDOW_SEC } from './dump';
+export { renderClientConfig, renderPeers, renderInterface } from './render';
+
+/** Plugin settings; every field has a default, so `{}` is a valid configuration. */
+export const wireGuardConfigSchema = z.object({
+  /** `auto`: the kernel module when the host has it (`/sys/module/wireguard`), else `wireguard-go`. */
+  implementation: z.enum(['auto', 'kernel', 'userspace']).default('auto'),
+  /** Interface names are `<prefix><n>` (n = listener index); at most 15 characters in all. */
+  interfacePrefix: z.string().regex(/^[a-z][a-z0-9]{0,11}$/).default('pgwg'),
+  wgPath: z.string().default('wg'),
+  wireguardGoPath: z.string().default('wireguard-go'),
+  ipPath: z.string().default('ip'),
+  /** DNS servers written into client configs. */
+  dns: z.array(z.string()).default(['1.1.1.1']),
+  persistentKeepalive: z.number().int().min(0).max(65535).default(25),
+  mtu: z.number().int().min(1280).max(9000).optional(),
+  /** Endpoint host of client configs when core passes no endpoint. */
+  publicHost: z.string().optional(),
+  /** A peer is online while its latest handshake is younger than this (WireGuard's 180 s). */
+  onlineWindowSec: z.number().int().min(10).max(3600).default(ONLINE_WINDOW_SEC),
+  restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
+  restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+  /** How long a start may take until the interface answers. */
+  startTimeoutMs: z.number().int().min(100).max(120_000).default(15_000),
+  /** UAPI socket directory of wireguard-go (fixed by wg and wireguard-go). */
+  socketDir: z.string().default('/var/run/wireguard'),
+});
+
+export type WireGuardConfig = z.infer<typeof wireGuardConfigSchema>;
+
+/** What the WireGuard plugin declares to core: no login hook, raw dumps for the parser, QR-able configs. */
+export const WIREGUARD_CAPABILITIES: PluginCapabilities = {
+  gatesLogins: false,
+  reportsEndedSessions: true,
+  poll: 'wg-dump',
+  takesListeners: true,
+  settings: [],
+  clientConfig: { extension: 'conf', mediaType: 'text/plain', qr: true },
+};
+
+/** Most peers per `wg set … peer X remove …` argv (keeps it far below ARG_MAX). */
+const REMOVE_CHUNK = 500;
+
+interface WantedPeer {
+  username: string;
+  publicKey: string;
+  address: string;
+}
+
+/** One interface (one listener). */
+interface Iface {
+  name: string;
+  index: number;
+  port: number;
+  supervisor: ProcessSupervisor | null;
+  /** Configured and answering. */
+  ready: boolean;
+  /** The run it was configured for (pid for wireguard-go, a counter for the kernel). */
+  configuredRun: number | undefined;
+  spawns: number;
+  ledger: PeerLedger;
+  /** Peers on the interface as the plugin put them: public key → peer. */
+  peers: Map<string, WantedPeer>;
+}
+
+/**
+ * WireGuard on one host: one interface per listener (the kernel module, or a supervised
+ * `wireguard-go`), whose peers are exactly the users allowed to connect now. Changes go in
+ * place, peer by peer (`wg addconf` for additions, `wg set … remove` for removals), so no other
+ * peer notices. Each peer has a preshared key kept in the state directory, keyed by its public
+ * key (a revoked user's new key gets a new one). Accounting reads `wg show <if> dump`; see
+ * dump.ts for how peers become sessions.
+ *
+ * @example
+ * const wg = wireguardPlugin.create(ctx);
+ * await wg.apply({ listeners: [{ port: 51820, protocol: 'udp' }], users: [{ username: 'alice', material: { publicKey, address: '10.66.0.2' } }], settings: {} });
+ * const conf = await wg.renderClientConfig!({ username: 'alice', material: { publicKey, privateKey, address: '10.66.0.2' } }, [{ host: 'vpn.example.com', port: 51820, protocol: 'udp' }]);
+ */
+export class WireGuardPlugin implements ProtocolPluginInstance {
+  private readonly config: WireGuardConfig;
+  private readonly stateDir: string;
+  private readonly pool: { network: string; prefix: number; first: number; last: number };
+  /** The server's side of every tunnel: the pool's first host. */
+  readonly serverAddress: string;
+  private readonly ifaces = new Map<number, Iface>();
+  private wanted = new Map<string, WantedPeer>();
+  private peerNames = new Map<string, string>();
+  private listeners: number[] = [];
+  /** apply / stop / restarts / cuts run one at a time. */
+  private readonly lock = new SerialLock();
+  /** The key stores have their own lock, so a download never waits for a long apply. */
+  private readonly keyLock = new SerialLock();
+  private serverKeys: { privateKey: string; publicKey: string } | null = null;
+  private readonly pskShards = new Map<string, Map<string, string>>();
+  private kernel: boolean | null = null;
+  private kernelRuns = 0;
+  private readonly paths: { serverKey: string; serverPub: string; pskDir: string; tmpDir: string };
+
+  constructor(private readonly ctx: PluginContext<WireGuardConfig>) {
+    this.config = ctx.config;
+    this.stateDir = assertSafePath(ctx.stateDir, 'WireGuard state directory');
+    assertSafePath(this.config.socketDir, 'socketDir');
+    for (const d of this.config.dns) assertIp(d, 'dns');
+    if (this.config.publicHost !== undefined) assertHost(this.config.publicHost, 'publicHost');
+    const subnet = parseIpv4Subnet(ctx.clientPool, 'WireGuard client pool');
+    const [first, last] = ipv4Range(ctx.clientPool);
+    this.pool = { network: subnet.network, prefix: subnet.prefix, first, last };
+    this.serverAddress = intToIpv4(first + 1);
+    this.paths = {
+      serverKey: path.posix.join(this.stateDir, 'server.key'),
+      serverPub: path.posix.join(this.stateDir, 'server.pub'),
+      pskDir: path.posix.join(this.stateDir, 'psk'),
+      tmpDir: path.posix.join(this.stateDir, 'tmp'),
+    };
+  }
+
+  async availability(): Promise<Availability> {
+    const { host } = this.ctx;
+    const missing: string[] = [];
+    const probe = async (argv: string[], expect: RegExp) => {
+      try {
+        const r = await host.run(argv, { timeoutMs: 15_000 });
+        if (!expect.test(r.stdout + r.stderr)) missing.push(`${argv[0]} did not answer ${argv.slice(1).join(' ')} (code ${r.code})`);
+      } catch (e) {
+        missing.push((e as Error).message);
+      }
+    };
+    await probe([this.config.wgPath, '--version'], /wireguard-tools/);
+    if (!(await this.useKernel())) {
+      await probe([this.config.wireguardGoPath, '--version'], /wireguard-go/);
+      if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
+    }
+    return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
+  }
+
+  /**
+   * Makes the host match `state`: one interface per UDP listener, and on each exactly the
+   * peers of `state.users`. Removed peers' last counters are read and reported before they go.
+   */
+  async apply(state: DesiredState): Promise<void> {
+    const ports: number[] = [];
+    for (const [i, l] of (state?.listeners ?? []).entries()) {
+      const port = assertPort(l?.port, `listeners[${i}].port`);
+      if (l.protocol !== 'udp') {
+        this.ctx.logger.warn({ port, protocol: l.protocol }, 'WireGuard listens on UDP only; listener skipped');
+        continue;
+      }
+      if (ports.includes(port)) throw invalid(`listener ${port}/udp is listed twice`);
+      ports.push(port);
+    }
+    const wanted = new Map<string, WantedPeer>();
+    const taken = new Set<string>();
+    for (const u of state?.users ?? []) {
+      const publicKey = u?.material?.publicKey;
+      let address: string;
+      try {
+        if (typeof u?.username !== 'string' || !USERNAME_PATTERN.test(u.username)) throw invalid('bad username');
+        assertWgKey(publicKey, 'publicKey');
+        address = hostAddress(u.material.address, 'address');
+        const n = ipv4ToInt(address);
+        if (n <= this.pool.first + 1 || n >= this.pool.last) throw invalid(`address ${address} is outside the client pool ${this.ctx.clientPool}`);
+      } catch (e) {
+        this.ctx.logger.warn({ username: u?.username, err: (e as Error).message }, 'user skipped: its WireGuard material is unusable');
+        continue;
+      }
+      if (wanted.has(publicKey!) || taken.has(address)) {
+        this.ctx.logger.warn({ username: u.username }, 'user skipped: its public key or address is already used by another user');
+        continue;
+      }
+      taken.add(address);
+      wanted.set(publicKey!, { username: u.username, publicKey: publicKey!, address });
+    }
+    await this.lock.run(async () => {
+      this.wanted = wanted;
+      this.peerNames = new Map([...wanted.values()].map((p) => [p.publicKey, p.username]));
+      this.listeners = ports;
+      await this.reconcileInterfaces();
+      for (const iface of this.ifaces.values()) {
+        if (!iface.ready) await this.bringUp(iface);
+        await this.syncPeers(iface);
+      }
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.lock.run(async () => {
+      for (const iface of [...this.ifaces.values()]) await this.stopIface(iface, 'server-stopped');
+    });
+  }
+
+  async ports(): Promise<PortNeed[]> {
+    return this.listeners.map((port) => ({ port, protocol: 'udp' as const, purpose: `WireGuard ${port}/udp` }));
+  }
+
+  /**
+   * Each ready interface's dump, reduced to its online peers (see dump.ts), scope
+   * `wg:<interface>:<start ms>`. Periods that ended since the last poll are reported first.
+   */
+  async pollSessions(): Promise<SessionPoll> {
+    const texts: Array<{ scope: string; text: string }> = [];
+    for (const iface of [...this.ifaces.values()]) {
+      if (!iface.ready) continue;
+      const text = await this.observe(iface);
+      texts.push({ scope: iface.ledger.scope, text });
+    }
+    return { kind: 'status-text', format: 'wg-dump', texts, peerNames: this.peerNames };
+  }
+
+  /**
+   * WireGuard cannot end a session but by removing the peer: the user's peers are removed (their
+   * last counters reported first) and come back with the next applied state that lists them.
+   */
+  async disconnect(target: { username: string } | { sessionKey: string }): Promise<void> {
+    await this.lock.run(async () => {
+      if ('username' in target) {
+        if (typeof target.username !== 'string' || !USERNAME_PATTERN.test(target.username)) throw invalid(`username must match ${USERNAME_PATTERN.source}`);
+        for (const iface of this.ifaces.values()) {
+          const keys = [...iface.peers.values()].filter((p) => p.username === target.username).map((p) => p.publicKey);
+          if (keys.length && iface.ready) await this.removePeers(iface, keys, 'disconnected');
+        }
+        return;
+      }
+      const key = String(target.sessionKey);
+      const cut = key.lastIndexOf(':');
+      const iface = [...this.ifaces.values()].find((i) => key.startsWith(`${i.ledger.scope}:`));
+      const publicKey = key.slice(cut + 1);
+      if (!iface || !WG_KEY_PATTERN.test(publicKey)) throw notFound(`no WireGuard session ${JSON.stringify(key)} on ${this.ctx.serverId}`);
+      if (iface.peers.has(publicKey) && iface.ready) await this.removePeers(iface, [publicKey], 'disconnected');
+    });
+  }
+
+  /**
+   * A complete client config for the user: its private key and address, this server's public
+   * key, the user's preshared key (made on first use), and the endpoint (the first given, or
+   * `publicHost` with the first listener).
+   */
+  async renderClientConfig(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string> {
+    const username = user?.username;
+    if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) throw invalid(`username must match ${USERNAME_PATTERN.source}`);
+    const material = user.material ?? {};
+    const privateKey = assertWgKey(material.privateKey, 'privateKey');
+    const publicKey = assertWgKey(material.publicKey, 'publicKey');
+    const endpoint = endpoints.find((e) => e.protocol === 'udp') ?? endpoints[0];
+    const host = endpoint?.host ?? this.config.publicHost;
+    const port = endpoint?.port ?? this.listeners[0];
+    if (host === undefined || port === undefined) throw invalid('no endpoint for the config: pass one or set publicHost and a listener');
+    const [server, psks] = await Promise.all([this.ensureServerKeys(), this.ensurePsks([publicKey])]);
+    return renderClientConfig({
+      title: `${username} @ ${this.ctx.serverId}`,
+      privateKey,
+      address: material.address ?? '',
+      dns: this.config.dns,
+      serverPublicKey: server.publicKey,
+      presharedKey: psks.get(publicKey)!,
+      endpointHost: host,
+      endpointPort: port,
+      persistentKeepalive: this.config.persistentKeepalive,
+      mtu: this.config.mtu,
+    });
+  }
+
+  /** Interfaces (tests, /health): name, port, pid, scope, peers, restarts. */
+  describe(): Array<{ name: string; port: number; pid: number | undefined; ready: boolean; scope: string; peers: number; restarts: number }> {
+    return [...this.ifaces.values()].map((i) => ({
+      name: i.name,
+      port: i.port,
+      pid: i.supervisor?.pid,
+      ready: i.ready,
+      scope: i.ledger.scope,
+      peers: i.peers.size,
+      restarts: i.supervisor?.restarts ?? 0,
+    }));
+  }
+
+  /** This server's public key (made on first use). */
+  async serverPublicKey(): Promise<string> {
+    return (await this.ensureServerKeys()).publicKey;
+  }
+
+  // ---- internals ----
+
+  private async useKernel(): Promise<boolean> {
+    if (this.config.implementation !== 'auto') return this.config.implementation === 'kernel';
+    this.kernel ??= await this.ctx.host.exists('/sys/module/wireguard').catch(() => false);
+    return this.kernel;
+  }
+
+  private wg(args: string[], stdin?: string) {
+    return runChecked(this.ctx.host, [this.config.wgPath, ...args], { timeoutMs: 60_000, stdin });
+  }
+
+  private ip(args: string[]) {
+    return runChecked(this.ctx.host, [this.config.ipPath, ...args], { timeoutMs: 30_000 });
+  }
+
+  /** Starts interfaces for new listeners and stops those of listeners that are gone. */
+  private async reconcileInterfaces(): Promise<void> {
+    for (const iface of [...this.ifaces.values()]) {
+      if (!this.listeners.includes(iface.port)) await this.stopIface(iface, 'listener-removed');
+    }
+    for (const port of this.listeners) {
+      if ([...this.ifaces.values()].some((i) => i.port === port)) continue;
+      let index = 0;
+      while (this.ifaces.has(index)) index++;
+      const name = `${this.config.interfacePrefix}${index}`;
+      const iface: Iface = { name, index, port, supervisor: null, ready: false, configuredRun: undefined, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map() };
+      this.ifaces.set(index, iface);
+      if (!(await this.useKernel())) iface.supervisor = this.supervise(iface);
+    }
+  }
+
+  private supervise(iface: Iface): ProcessSupervisor {
+    const { host } = this.ctx;
+    const socket = path.posix.join(this.config.socketDir, `${iface.name}.sock`);
+    const supervisor = new ProcessSupervisor({
+      host,
+      // -f: stay in the foreground, so the supervisor sees the process it started.
+      argv: [this.config.wireguardGoPath, '-f', iface.name],
+      name: `wireguard-go ${iface.name}`,
+      logger: this.ctx.logger.child({ interface: iface.name }),
+      initialBackoffMs: this.config.restartInitialMs,
+      maxBackoffMs: this.config.restartMaxMs,
+      // A socket left by a killed run would make wg talk to nobody.
+      beforeStart: () => host.remove(socket),
+    });
+    supervisor.on('exit', () => {
+      // The interface and its counters are gone with the process; what accounting last read
+      // stays counted, and the next run is a new scope.
+      iface.ready = false;
+    });
+    supervisor.on('spawn', () => {
+      // The first run is brought up by apply; later ones (restarts) here, in turn with apply.
+      if (iface.spawns++ === 0) return;
+      void this.lock
+        .run(async () => {
+          if (this.ifaces.get(iface.index) === iface && !iface.ready) await this.bringUp(iface);
+        })
+        .catch((e: Error) => this.ctx.logger.error({ interface: iface.name, err: e.message }, 'configuring the restarted interface failed'));
+    });
+    supervisor.start();
+    return supervisor;
+  }
+
+  /**
+   * Configures a fresh interface run: key and port, the server address (the pool route on the
+   * first interface only: one route per pool), link up, every wanted peer in one batch. The run
+   * gets a new ledger and scope: counters start at zero, and the new keys say so.
+   */
+  private async bringUp(iface: Iface): Promise<void> {
+    const { host } = this.ctx;
+    let run: number;
+    if (iface.supervisor) {
+      const socket = path.posix.join(this.config.socketDir, `${iface.name}.sock`);
+      const end = Date.now() + this.config.startTimeoutMs;
+      while (!(iface.supervisor.pid !== undefined && (await host.exists(socket)))) {
+        if (Date.now() > end) throw unavailable(`wireguard-go ${iface.name} did not open its UAPI socket within ${this.config.startTimeoutMs} ms${iface.supervisor.lastExit ? ` (last exit: ${iface.supervisor.lastExit.tail.slice(-3).join(' | ')})` : ''}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      run = iface.supervisor.pid!;
+    } else {
+      await this.ip(['link', 'del', iface.name]).catch(() => undefined);
+      await this.ip(['link', 'add', iface.name, 'type', 'wireguard']);
+      run = ++this.kernelRuns;
+    }
+    const keys = await this.ensureServerKeys();
+    await this.wg(['set', iface.name, 'listen-port', String(iface.port), 'private-key', this.paths.serverKey]);
+    const prefix = iface.index === 0 ? this.pool.prefix : 32;
+    await this.ip(['address', 'replace', `${this.serverAddress}/${prefix}`, 'dev', iface.name]);
+    await this.ip(['link', 'set', iface.name, ...(this.config.mtu ? ['mtu', String(this.config.mtu)] : []), 'up']);
+    iface.peers = new Map();
+    iface.ledger = new PeerLedger(`wg:${iface.name}:${Date.now()}`, this.config.onlineWindowSec);
+    await this.addPeers(iface, [...this.wanted.values()]);
+    iface.configuredRun = run;
+    iface.ready = true;
+    this.ctx.logger.info({ interface: iface.name, port: iface.port, peers: iface.peers.size, publicKey: keys.publicKey }, 'WireGuard interface up');
+  }
+
+  /** Adds what is missing, removes what is no longer wanted (or changed address). */
+  private async syncPeers(iface: Iface): Promise<void> {
+    const remove: string[] = [];
+    for (const [key, p] of iface.peers) {
+      const w = this.wanted.get(key);
+      if (!w || w.address !== p.address) remove.push(key);
+      else if (w.username !== p.username) p.username = w.username;
+    }
+    if (remove.length) await this.removePeers(iface, remove, 'removed');
+    const add = [...this.wanted.values()].filter((w) => !iface.peers.has(w.publicKey));
+    if (add.length) await this.addPeers(iface, add);
+  }
+
+  private async addPeers(iface: Iface, peers: readonly WantedPeer[]): Promise<void> {
+    if (!peers.length) return;
+    const psks = await this.ensurePsks(peers.map((p) => p.publicKey));
+    const entries: PeerEntry[] = peers.map((p) => ({ publicKey: p.publicKey, presharedKey: psks.get(p.publicKey)!, address: p.address }));
+    // The batch holds preshared keys: a private file, removed once wg has read it.
+    const file = path.posix.join(this.paths.tmpDir, `add-${iface.name}-${randomBytes(6).toString('hex')}.conf`);
+    await this.ctx.host.mkdirp(this.paths.tmpDir, 0o700);
+    await this.ctx.host.writeFileAtomic(file, renderPeers(entries), 0o600);
+    try {
+      await this.wg(['addconf', iface.name, file]);
+    } finally {
+      await this.ctx.host.remove(file).catch(() => undefined);
+    }
+    for (const p of peers) iface.peers.set(p.publicKey, { ...p });
+  }
+
+  /** Reads the interface once, reports the final counters of the peers going, then removes them. */
+  private async removePeers(iface: Iface, keys: readonly string[], reason: string): Promise<void> {
+    await this.observe(iface);
+    for (const key of keys) {
+      const ended = iface.ledger.takeEnded(key, reason);
+      if (ended) this.report(ended, iface.peers.get(key)?.username ?? this.peerNames.get(key) ?? '');
+    }
+    for (let i = 0; i < keys.length; i += REMOVE_CHUNK) {
+      const argv = ['set', iface.name];
+      for (const key of keys.slice(i, i + REMOVE_CHUNK)) argv.push('peer', key, 'remove');
+      await this.wg(argv);
+    }
+    for (const key of keys) iface.peers.delete(key);
+  }
+
+  /** One dump through the ledger; ended periods are reported, the online peers' text returned. */
+  private async observe(iface: Iface): Promise<string> {
+    const { stdout } = await this.wg(['show', iface.name, 'dump']);
+    const seen = iface.ledger.observe(stdout, Math.floor(this.ctx.clock.now().getTime() / 1000));
+    for (const e of seen.ended) this.report(e, iface.peers.get(e.publicKey)?.username ?? this.peerNames.get(e.publicKey) ?? '');
+    if (seen.malformed) this.ctx.logger.warn({ interface: iface.name, malformed: seen.malformed }, 'unexpected lines in wg show dump');
+    return seen.text;
+  }
+
+  private report(e: EndedPeriod, username: string): void {
+    this.ctx.sessionEnded({
+      session: {
+        sessionKey: e.sessionKey,
+        username,
+        protocol: 'wireguard',
+        serverId: this.ctx.serverId,
+        remoteAddress: e.remoteAddress,
+        connectedAt: 0,
+        rxBytes: e.rx,
+        txBytes: e.tx,
+      },
+      reason: e.reason,
+    });
+  }
+
+  private async stopIface(iface: Iface, reason: string): Promise<void> {
+    if (iface.ready) {
+      try {
+        await this.observe(iface);
+        for (const e of iface.ledger.endAll(reason)) this.report(e, iface.peers.get(e.publicKey)?.username ?? this.peerNames.get(e.publicKey) ?? '');
+      } catch (e) {
+        this.ctx.logger.warn({ interface: iface.name, err: (e as Error).message }, 'could not read final counters before stopping');
+      }
+    }
+    iface.ready = false;
+    this.ifaces.delete(iface.index);
+    // wireguard-go removes its interface and socket on SIGTERM.
+    if (iface.supervisor) await iface.supervisor.stop();
+    else await this.ip(['link', 'del', iface.name]).catch(() => undefined);
+  }
+
+  /** The server key pair, made once with `wg genkey` / `wg pubkey` and kept (private 0600). */
+  private ensureServerKeys(): Promise<{ privateKey: string; publicKey: string }> {
+    return this.keyLock.run(async () => {
+      if (this.serverKeys) return this.serverKeys;
+      const { host } = this.ctx;
+      await host.mkdirp(this.stateDir, 0o700);
+      let privateKey: string | null = null;
+      try {
+        privateKey = (await host.readFile(this.paths.serverKey)).toString('utf8').trim();
+      } catch {
+        /* first start */
+      }
+      if (!privateKey || !WG_KEY_PATTERN.test(privateKey)) {
+        privateKey = assertWgKey((await this.wg(['genkey'])).stdout.trim(), 'wg genkey output');
+        await host.writeFileAtomic(this.paths.serverKey, `${privateKey}\n`, 0o600);
+      }
+      const publicKey = assertWgKey((await this.wg(['pubkey'], `${privateKey}\n`)).stdout.trim(), 'wg pubkey output');
+      await host.writeFileAtomic(this.paths.serverPub, `${publicKey}\n`, 0o644);
+      this.serverKeys = { privateKey, publicKey };
+      return this.serverKeys;
+    });
+  }
+
+  /**
+   * Preshared keys by peer public key, made on first use (32 random bytes, what `wg genpsk`
+   * prints) and kept in 256 shard files (0600) so adding one user rewrites one small file.
+   */
+  private ensurePsks(publicKeys: readonly string[]): Promise<Map<string, string>> {
+    return this.keyLock.run(async () => {
+      const { host } = this.ctx;
+      const out = new Map<string, string>();
+      const dirty = new Set<string>();
+      for (const key of publicKeys) {
+        const shard = createHash('sha256').update(key).digest('hex').slice(0, 2);
+        let entries = this.pskShards.get(shard);
+        if (!entries) {
+          entries = new Map();
+          try {
+            const parsed = JSON.parse((await host.readFile(this.shardPath(shard))).toString('utf8')) as Record<string, string>;
+            for (const [k, v] of Object.entries(parsed)) if (WG_KEY_PATTERN.test(k) && WG_KEY_PATTERN.test(v)) entries.set(k, v);
+          } catch {
+            /* no shard yet */
+          }
+          this.pskShards.set(shard, entries);
+        }
+        let psk = entries.get(key);
+        if (!psk) {
+          psk = randomBytes(32).toString('base64');
+          entries.set(key, psk);
+          dirty.add(shard);
+        }
+        out.set(key, psk);
+      }
+      if (dirty.size) await host.mkdirp(this.paths.pskDir, 0o700);
+      for (const shard of dirty) {
+        await host.writeFileAtomic(this.shardPath(shard), `${JSON.stringify(Object.fromEntries(this.pskShards.get(shard)!))}\n`, 0o600);
+      }
+      return out;
+    });
+  }
+
+  private shardPath(shard: string): string {
+    return path.posix.join(this.paths.pskDir, `${shard}.json`);
+  }
+}
+
+/** The WireGuard protocol plugin. `create()` returns a {@link WireGuardPlugin}. */
+const wireguardPlugin = defineProtocolPlugin<WireGuardConfig>({
+  id: 'wireguard',
+  apiVersion: '2.0',
+  capabilities: WIREGUARD_CAPABILITIES,
+  configSchema: wireGuardConfigSchema,
+  create: (ctx) => new WireGuardPlugin(ctx),
+});
+
+export default wireguardPlugin;
