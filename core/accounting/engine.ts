@@ -8,12 +8,13 @@ import { FactsCache, loadFacts, loadResellers, type FactsSnapshot } from '../enf
 import type { Logger } from '../logger';
 import { pluginSourceId, type PluginRegistry, type RegisteredPlugin } from '../plugin/registry';
 import type { AuthorizeRequest, AuthorizeResult, ProtocolId, SessionEnded, SessionPoll } from '../plugin/types';
-import { parseNodeServerId } from '../services/servers';
 import { GiB, type UserStatus } from '../services/user-status';
 import { AccountingJournal, type JournalEntry, type PendingEnded } from './journal';
 import { LiveSessions, type LiveConnection } from './live-sessions';
 import { AccountingMetrics } from './metrics';
-import { createSessionTracker, RowFlag, TRACKER_LIMITS, trackerInfo, type SessionTracker, type TickResult, type TrackerPoll } from './tracker';
+import { createSessionTracker, RowFlag, trackerInfo, type SessionTracker, type TickResult } from './tracker';
+import { isCounter, toTrackerPolls, trackerKeyOf } from './poll-intake';
+import { buildUsage, Usage } from './usage-sums';
 import { UserDirectory } from './user-directory';
 import { BatchedUsageWriter, emptyTickWrite, isEmptyWrite, utcDay, type TickWrite } from './writer';
 
@@ -67,23 +68,6 @@ interface Tombstone {
   /** True when a disconnect event gave final counters; false when it merely vanished. */
   ended: boolean;
   atMs: number;
-}
-
-/** Per-tick sums: username → source → bytes. */
-class Usage {
-  readonly bySource = new Map<string, { protocol: ProtocolId; serverId: string; users: Map<string, [number, number]> }>();
-  add(sourceId: string, protocol: ProtocolId, serverId: string, user: string, rx: number, tx: number): void {
-    if (rx === 0 && tx === 0) return;
-    let s = this.bySource.get(sourceId);
-    if (!s) this.bySource.set(sourceId, (s = { protocol, serverId, users: new Map() }));
-    const cur = s.users.get(user);
-    if (cur) {
-      cur[0] += rx;
-      cur[1] += tx;
-    } else {
-      s.users.set(user, [rx, tx]);
-    }
-  }
 }
 
 interface PolledSource {
@@ -258,7 +242,7 @@ export class AccountingEngine {
       return;
     }
     const sourceId = pluginSourceId(s.protocol, s.serverId);
-    const key = this.trackerKeyOf(sourceId, s.sessionKey);
+    const key = trackerKeyOf(sourceId, s.sessionKey);
     this.live.remove(sourceId, key);
     this.metrics.endedEvents.inc();
     const event: Omit<PendingEnded, 'id'> = {
@@ -319,15 +303,6 @@ export class AccountingEngine {
       });
       if (theirs.length) await this.enforcer.enforce({ usernames: theirs });
     })().catch((err) => this.logger.error({ err, subAdminId }, 'enforcement after a reseller change failed'));
-  }
-
-  /**
-   * Tracker keys are `<source>/<plugin's session key>` whatever the poll kind: the addon builds
-   * `<source>/<text scope>:<id>` from status text, which is `<source>/` + the key a plugin reports
-   * for that session (`<scope>:<id>`, e.g. in `sessionEnded`).
-   */
-  private trackerKeyOf(sourceId: string, pluginKey: string): string {
-    return `${sourceId}/${pluginKey}`;
   }
 
   /** The tracker scope a key belongs to: the longest known scope of its source that prefixes it. */
@@ -411,7 +386,7 @@ export class AccountingEngine {
         let result: TickResult;
         try {
           if (p.error !== undefined || !p.poll) throw new Error(p.error ?? 'no poll');
-          const trackerPolls = this.toTrackerPolls(p.plugin.id, p.plugin.protocol, p.plugin.serverId, p.poll);
+          const trackerPolls = toTrackerPolls(p.plugin.id, p.plugin.protocol, p.plugin.serverId, p.poll);
           result = this.tracker.tick(trackerPolls); // validates before it changes anything
         } catch (err) {
           report.failed.push({ source: p.plugin.id, error: (err as Error).message });
@@ -440,7 +415,7 @@ export class AccountingEngine {
         this.journal.delete(pluginSourceId(t.protocol, t.serverId), key);
       }
 
-      changed = await this.buildUsage(usage, write, report);
+      changed = await buildUsage(usage, this.directory, this.logger, write, report);
 
       write.journal = this.journal.takeDirty();
       const hook = this.commitHook;
@@ -607,38 +582,6 @@ export class AccountingEngine {
     return conns;
   }
 
-  /** One tracker poll per daemon text, or one sample batch for parsed sessions. */
-  private toTrackerPolls(sourceId: string, protocol: ProtocolId, serverId: string, poll: SessionPoll): TrackerPoll[] {
-    if (!poll || typeof poll !== 'object') throw new Error('pollSessions() returned no poll');
-    if (poll.kind === 'sessions') {
-      if (!Array.isArray(poll.sessions)) throw new Error('pollSessions(): sessions must be an array');
-      const samples = poll.sessions.map((s, i) => {
-        if (!s || typeof s.sessionKey !== 'string' || !s.sessionKey) throw new Error(`pollSessions(): sessions[${i}].sessionKey must be a non-empty string`);
-        if (typeof s.username !== 'string' || s.username.length > TRACKER_LIMITS.user) throw new Error(`pollSessions(): sessions[${i}].username is invalid`);
-        for (const f of ['rxBytes', 'txBytes', 'connectedAt'] as const) {
-          if (!isCounter(s[f])) throw new Error(`pollSessions(): sessions[${i}].${f} must be a non-negative safe integer`);
-        }
-        const key = this.trackerKeyOf(sourceId, s.sessionKey);
-        if (key.length > TRACKER_LIMITS.key) throw new Error(`pollSessions(): sessions[${i}].sessionKey is too long`);
-        return { key, user: s.username, rx: s.rxBytes, tx: s.txBytes, connectedAt: s.connectedAt, remoteAddress: typeof s.remoteAddress === 'string' ? s.remoteAddress.slice(0, 1024) : '' };
-      });
-      return [{ kind: 'samples', scope: sourceId, protocol, serverId, samples }];
-    }
-    if (poll.kind === 'status-text') {
-      if (!Array.isArray(poll.texts)) throw new Error('pollSessions(): status-text texts must be an array');
-      const seen = new Set<string>();
-      return poll.texts.map((t, i) => {
-        if (!t || typeof t.scope !== 'string' || !t.scope) throw new Error(`pollSessions(): texts[${i}].scope must be a non-empty string`);
-        const scope = `${sourceId}/${t.scope}`;
-        if (scope.length > TRACKER_LIMITS.scope) throw new Error(`pollSessions(): texts[${i}].scope is too long`);
-        if (seen.has(scope)) throw new Error(`pollSessions(): texts[${i}].scope ${JSON.stringify(t.scope)} is listed twice`);
-        seen.add(scope);
-        return { kind: 'status-text' as const, format: poll.format, text: t.text, scope, protocol, serverId, peerNames: poll.peerNames };
-      });
-    }
-    throw new Error(`pollSessions(): unknown poll kind ${JSON.stringify((poll as { kind?: unknown }).kind)}`);
-  }
-
   /** Counts one disconnect event: final counters minus what was already counted. */
   private foldEnded(e: PendingEnded, usage: Usage, nowMs: number, newLive: Map<string, Map<string, LiveConnection>>): void {
     const protocol = e.protocol as ProtocolId;
@@ -681,44 +624,6 @@ export class AccountingEngine {
     this.journal.set(sourceId, journalEntryOf(t));
     newLive.get(sourceId)?.delete(e.key);
     this.live.remove(sourceId, e.key);
-  }
-
-  /** Resolves usernames and fills the per-user, per-day, reseller and node parts of the write. */
-  private async buildUsage(usage: Usage, write: TickWrite, report: TickReport): Promise<Map<number, { username: string; rx: number; tx: number }>> {
-    const names = new Set<string>();
-    for (const s of usage.bySource.values()) for (const u of s.users.keys()) names.add(u);
-    const ids = await this.directory.resolve(names);
-    const perUser = new Map<number, { username: string; rx: number; tx: number }>();
-    const perReseller = new Map<number, number>();
-    const perNode = new Map<number, number>();
-    let unknownBytes = 0;
-    for (const s of usage.bySource.values()) {
-      const nodeId = parseNodeServerId(s.serverId);
-      for (const [username, [rx, tx]] of s.users) {
-        const entry = ids.get(username);
-        if (nodeId !== null) perNode.set(nodeId, (perNode.get(nodeId) ?? 0) + rx + tx);
-        report.bytes += rx + tx;
-        if (!entry) {
-          unknownBytes += rx + tx;
-          continue;
-        }
-        write.daily.push({ userId: entry.id, serverId: s.serverId, protocol: s.protocol, rx, tx });
-        const cur = perUser.get(entry.id);
-        if (cur) {
-          cur.rx += rx;
-          cur.tx += tx;
-        } else {
-          perUser.set(entry.id, { username, rx, tx });
-        }
-        if (entry.subAdminId != null) perReseller.set(entry.subAdminId, (perReseller.get(entry.subAdminId) ?? 0) + rx + tx);
-      }
-    }
-    if (unknownBytes) this.logger.warn({ bytes: unknownBytes }, 'traffic of usernames that are not (or no longer) users; not charged to anyone');
-    for (const [userId, u] of perUser) write.users.push({ userId, rx: u.rx, tx: u.tx });
-    for (const [id, bytes] of perReseller) write.resellers.push({ id, bytes });
-    for (const [id, bytes] of perNode) write.nodes.push({ id, bytes });
-    report.usersChanged = perUser.size;
-    return perUser;
   }
 
   /**
@@ -879,6 +784,3 @@ function parseSourceId(sourceId: string): { protocol: ProtocolId; serverId: stri
   return { protocol: sourceId.slice(0, at) as ProtocolId, serverId: sourceId.slice(at + 1) };
 }
 
-function isCounter(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
