@@ -158,9 +158,9 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
         missing.push((e as Error).message);
       }
     };
-    await probe([this.config.wgPath, '--version'], /wireguard-tools/);
+    await probe([this.config.wgPath, '--version'], /^wireguard-tools v/m);
     if (!(await this.useKernel())) {
-      await probe([this.config.wireguardGoPath, '--version'], /wireguard-go/);
+      await probe([this.config.wireguardGoPath, '--version'], /^wireguard-go v/m);
       if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
     }
     return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
