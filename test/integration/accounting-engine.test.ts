@@ -334,7 +334,7 @@ function suite(kind: DatabaseKind) {
       await tick();
       // A second engine on the same database stands in for the restarted daemon.
       await h.core.accounting.stop();
-      const registry = new PluginRegistry(h.core.ctx);
+      const registry = new PluginRegistry(h.core.ctx, h.core.pki);
       const restarted = new AccountingEngine(h.core.ctx, registry);
       await restarted.init();
       const again = await addScriptedPlugin(registry, 'openvpn', 'main');
