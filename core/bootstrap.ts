@@ -29,6 +29,8 @@ export interface BootstrapOptions {
   logger?: Logger;
   /** Keep secrets in memory instead of the data dir (tests). */
   ephemeral?: boolean;
+  /** Where the CA lives; default `<data dir>/pki` (ephemeral: a throwaway directory). */
+  pkiDir?: string;
 }
 
 /**
@@ -82,7 +84,7 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     status: new StatusBoard(),
   };
   // The CA lives with the main server's data; tests get a throwaway directory.
-  const pkiDir = options.ephemeral ? path.join(tmpdir(), `polygate-pki-${randomBytes(6).toString('hex')}`) : path.join(config.dataDir, 'pki');
+  const pkiDir = options.pkiDir ?? (options.ephemeral ? path.join(tmpdir(), `polygate-pki-${randomBytes(6).toString('hex')}`) : path.join(config.dataDir, 'pki'));
   const pki = createPanelPki({ host: new LocalHost(), dir: pkiDir, clock: ctx.clock });
   const plugins = new PluginRegistry(ctx, pki);
   const accounting = new AccountingEngine(ctx, plugins, { processMetrics: !options.ephemeral });

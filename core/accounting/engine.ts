@@ -466,10 +466,10 @@ export class AccountingEngine {
       // Announced after enforcement has acted, so listeners see the cuts already under way.
       // Not `users.changed`: that would bring the engine back here (a second enforcement pass
       // and a dropped facts cache) for what this pass has just decided.
+      // Every tick, even one that moved nothing: time passing and connections moving between
+      // protocols change who login-less daemons may hold (the reconciler judges cheaply).
       const moved = [...changed.values()].map((c) => c.username);
-      if (moved.length || report.statusChanged.length) {
-        this.ctx.events.emit('usage.committed', { usernames: [...new Set(moved)].sort(), statusChanged: report.statusChanged });
-      }
+      this.ctx.events.emit('usage.committed', { usernames: [...new Set(moved)].sort(), statusChanged: report.statusChanged });
     }
 
     report.durationMs = performance.now() - t0;

@@ -263,8 +263,8 @@ describe('OpenVPN end to end (REST API → real OpenVPN in namespaces)', functio
     expect(detail.download_bytes, 'download vs both sessions').to.be.closeTo(received, received * 0.02);
   });
 
-  it('profiles are written to the plugin state dir with private keys mode 0600', async () => {
-    const stat = await fs.stat(`${lab.dir}/data/plugins/openvpn/pki/clients/alice.pem`).catch(() => null);
+  it("the user's certificate and key are kept in the panel's CA directory, mode 0600", async () => {
+    const stat = await fs.stat(`${lab.dir}/data/pki/clients/alice.pem`).catch(() => null);
     expect(stat, 'client key file').to.not.equal(null);
     expect(stat!.mode & 0o777).to.equal(0o600);
   });

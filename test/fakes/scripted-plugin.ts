@@ -6,6 +6,7 @@ import {
   defineProtocolPlugin,
   type AuthorizeResult,
   type Availability,
+  type ClientConfigFormat,
   type ClientEndpoint,
   type ClientUser,
   type DesiredState,
@@ -43,7 +44,7 @@ export interface ScriptedPluginOptions {
    */
   loginless?: boolean;
   /** Declares client configs with this extension (rendered as a small text file). */
-  clientConfig?: { extension: string; mediaType: string };
+  clientConfig?: ClientConfigFormat;
 }
 
 /** What a scripted plugin declares, from its options. */

@@ -100,7 +100,8 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
     ...env,
   });
   const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
-  const core = await bootstrapCore(config, { clock, ephemeral: true });
+  // A test that names a data dir finds the CA there, as a daemon keeps it.
+  const core = await bootstrapCore(config, { clock, ephemeral: true, pkiDir: env.POLYGATE_DATA_DIR ? `${env.POLYGATE_DATA_DIR}/pki` : undefined });
   const app = createApp(core.services);
   const plugins: Harness['plugins'] = {};
   if ((options.protocols ?? 'scripted') === 'scripted') {

@@ -1,4 +1,5 @@
 import { invalid } from '../../errors';
+import { USERNAME_PATTERN } from '../../plugin/kit/validate';
 import { PROTOCOLS, type EnableField, type PasswordField, type ProtocolId } from '../../protocols/table';
 import { generatePassword } from '../../secrets';
 import { DATA_LIMIT_UNITS, RESET_STRATEGIES, UNIT_BYTES, type ActivationType, type DataLimitResetStrategy, type DataLimitUnit, type UserProtocolState, type UserRow, type UserListItem } from '../user-view';
@@ -43,7 +44,8 @@ export type ListAllResult =
   | { kind: 'main'; main_admin: { users: UserListItem[] }; sub_admins: { id: number; username: string; users: UserListItem[] }[] }
   | { kind: 'sub_admin'; users: UserListItem[] };
 
-export const USERNAME_PATTERN = /^[a-zA-Z0-9_.-]{3,32}$/;
+/** The one username rule (the plugin kit's): a user's name is a VPN login on every daemon. */
+export { USERNAME_PATTERN };
 /** `GET /users/list_all` would shadow a user of that name. */
 export const RESERVED_USERNAMES = new Set(['list_all']);
 export const MAX_BULK_COUNT = 1000;
