@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { accountingEngineOf } from '../core/accounting/engine';
 import { forbidden } from '../core/errors';
 import type { Services } from '../core/services';
-import { toRestError } from './errors';
+import { sendRestError, toRestError } from './errors';
 
 /**
  * `GET /metrics` in Prometheus text format. Scrapers authenticate with
@@ -23,8 +23,7 @@ export function metricsHandler(services: Services): RequestHandler {
       const body = await registry.metrics();
       res.status(200).set('Content-Type', registry.contentType).set('Cache-Control', 'no-store').send(body);
     } catch (err) {
-      const answer = toRestError(err, 'GET /metrics');
-      res.status(answer.status).json(answer.body);
+      sendRestError(res, toRestError(err, 'GET /metrics'));
     }
   };
 }

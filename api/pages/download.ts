@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Services } from '../../core/services';
-import { toRestError } from '../errors';
+import { sendRestError, toRestError } from '../errors';
 import { resolveSubscription, sendNotFound, setPrivatePageHeaders, tokenOf, type PublicPagesScope } from './subscription';
 
 export type { OpenVpnProfileSource } from '../../core/reconciler/profiles';
@@ -28,8 +28,7 @@ export async function downloadProfile(services: Services, scope: PublicPagesScop
   try {
     profile = await source.renderProfile(resolved.info.username, endpointName);
   } catch (error) {
-    const answer = toRestError(error, 'GET /download');
-    res.status(answer.status).json(answer.body);
+    sendRestError(res, toRestError(error, 'GET /download'));
     return;
   }
   res

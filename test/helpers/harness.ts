@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import request from 'supertest';
 import type { Express } from 'express';
@@ -63,6 +64,8 @@ export interface Harness {
   clock: ManualClock;
   /** tRPC caller with a given API key (no HTTP). */
   caller(apiKey: string | undefined): AppCaller;
+  /** Serves the app on 127.0.0.1 (a kernel-chosen port) until close(); answers the base URL. */
+  listen(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -89,6 +92,7 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
   const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
   const core = await bootstrapCore(config, { clock, ephemeral: true });
   const app = createApp(core.services);
+  const servers: import('node:http').Server[] = [];
   return {
     core,
     services: core.services,
@@ -97,7 +101,17 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
     adminKey,
     clock,
     caller: (apiKey) => createAppCaller({ services: core.services, apiKey }),
+    listen: async () => {
+      const server = app.listen(0, '127.0.0.1');
+      servers.push(server);
+      await new Promise((resolve, reject) => server.once('listening', resolve).once('error', reject));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
     close: async () => {
+      for (const server of servers.splice(0)) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
       await core.close();
       await dropDatabase();
     },
