@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize';
 import type { CoreContext } from '../context';
-import { SubAdmin, SubscriptionToken, User, UserUsage } from '../db';
+import { insertBound, SubAdmin, SubscriptionToken, User, UserUsage } from '../db';
 import { conflict, forbidden, invalid, notFound, unauthorized } from '../errors';
 import type { Principal } from '../principal';
 import { generatePassword, hashesEqual, randomKey, sha256Hex } from '../secrets';
@@ -314,7 +314,7 @@ FROM users u
 LEFT JOIN user_usage uu ON uu.user_id = u.id
 LEFT JOIN sub_admins s ON s.id = u.sub_admin_id
 LEFT JOIN subscription_tokens t ON t.user_id = u.id AND t.revoked_at IS NULL
-WHERE u.username = :username`;
+WHERE u.username = $username`;
 
 const LOAD_CACHE_MAX = 10_000;
 
@@ -369,12 +369,12 @@ export class UsersService {
     const now = this.ctx.clock.now();
     const sequelize = this.ctx.db.sequelize;
     const isSub = principal.kind === 'sub_admin';
-    const replacements = isSub ? { sid: principal.subAdminId } : {};
+    const bind = isSub ? { sid: principal.subAdminId } : undefined;
     const [rawUsers, rawResellers] = await Promise.all([
-      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = :sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, replacements }),
+      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = $sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, bind }),
       sequelize.query<Record<string, unknown>>(
-        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = :sid' : ''} ORDER BY id`,
-        { type: QueryTypes.SELECT, replacements },
+        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = $sid' : ''} ORDER BY id`,
+        { type: QueryTypes.SELECT, bind },
       ),
     ]);
     const resellers = new Map<number, ResellerRow>();
@@ -508,11 +508,13 @@ export class UsersService {
             wg_address: null,
           };
         });
-        await User.bulkCreate(rows, { transaction, hooks: false, validate: false });
+        // Bound parameters, not bulkCreate's inlined values (see insertBound).
+        await insertBound(User, rows, { transaction });
         const ids = await User.findAll({ where: { username: names }, attributes: ['id', 'username'], raw: true, transaction });
-        await SubscriptionToken.bulkCreate(
+        await insertBound(
+          SubscriptionToken,
           ids.map((u) => ({ user_id: u.id, token: randomKey(32), revoked_at: null })),
-          { transaction, hooks: false, validate: false },
+          { transaction },
         );
         if (template.enable_wg) await this.assignWireGuardAddresses(ids.map((u) => u.id), transaction);
         return names;
@@ -648,17 +650,20 @@ export class UsersService {
     const mayServe = (l: LoadedUser) => principal?.kind !== 'sub_admin' || l.row.sub_admin_id === principal.subAdminId;
     const hit = options.fresh ? undefined : this.loadCache.get(username);
     if (hit && mayServe(hit)) return { ...hit };
-    const loaded = await this.query(username);
+    // A reseller's query is scoped to its own users in SQL: another reseller's user then costs
+    // exactly what an unknown name costs (no row, nothing parsed), so GET timings reveal nothing.
+    const loaded = await this.query(username, principal?.kind === 'sub_admin' ? principal.subAdminId : undefined);
     if (!loaded) return null;
     // Only cache what was read under the generation we checked: a write meanwhile made it stale.
     if (this.ctx.db.writeGeneration() === generation && this.loadCache.size < LOAD_CACHE_MAX) this.loadCache.set(username, loaded);
     return mayServe(loaded) ? { ...loaded } : null;
   }
 
-  private async query(username: string): Promise<LoadedUser | null> {
-    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(`${USER_VIEW_SQL} ORDER BY t.id DESC LIMIT 1`, {
+  private async query(username: string, subAdminId?: number): Promise<LoadedUser | null> {
+    const scoped = subAdminId !== undefined;
+    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(`${USER_VIEW_SQL}${scoped ? ' AND u.sub_admin_id = $sid' : ''} ORDER BY t.id DESC LIMIT 1`, {
       type: QueryTypes.SELECT,
-      replacements: { username },
+      bind: scoped ? { username, sid: subAdminId } : { username },
     });
     const raw = rows[0];
     if (!raw) return null;
@@ -792,13 +797,16 @@ export class UsersService {
     return [...chosen];
   }
 
-  /** Addresses derive from row ids, known only after the insert: one UPDATE per 500 users. */
+  /** Addresses derive from row ids, known only after the insert: one UPDATE (bound values) per 250 users. */
   private async assignWireGuardAddresses(ids: number[], transaction: Transaction): Promise<void> {
     const sequelize = this.ctx.db.sequelize;
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
-      const cases = chunk.map((id) => `WHEN ${Number(id)} THEN ${sequelize.escape(wireGuardAddressFor(id))}`).join(' ');
-      await sequelize.query(`UPDATE users SET wg_address = CASE id ${cases} END WHERE id IN (${chunk.map(Number).join(',')})`, { transaction });
+    for (let i = 0; i < ids.length; i += 250) {
+      const chunk = ids.slice(i, i + 250);
+      const bind: unknown[] = [];
+      const param = (v: unknown) => `$${bind.push(v)}`;
+      const cases = chunk.map((id) => `WHEN ${param(id)} THEN ${param(wireGuardAddressFor(id))}`).join(' ');
+      const list = chunk.map((id) => param(id)).join(',');
+      await sequelize.query(`UPDATE users SET wg_address = CASE id ${cases} END WHERE id IN (${list})`, { bind, transaction });
     }
   }
 }
