@@ -707,6 +707,9 @@ export class UsersService {
   private async tokenOf(loaded: LoadedUser): Promise<string> {
     if (loaded.token) return loaded.token;
     return this.ctx.db.transaction(async (transaction) => {
+      // The user may have been deleted since it was loaded (a concurrent DELETE): then it is
+      // not found, rather than a token row failing its foreign key (a 500).
+      if (!(await User.count({ where: { id: loaded.row.id }, transaction }))) throw notFound(NOT_FOUND);
       const existing = await SubscriptionToken.findOne({ where: { user_id: loaded.row.id, revoked_at: null }, order: [['id', 'DESC']], raw: true, transaction });
       if (existing) return existing.token;
       const token = randomKey(32);
