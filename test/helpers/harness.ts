@@ -37,7 +37,7 @@ let warnedNoPg = false;
 let databaseCounter = 0;
 
 /** A fresh database per harness, so suites (and parallel runs) never see each other's rows. */
-async function createPostgresDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
+export async function createPostgresDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `polygate_t_${process.pid}_${++databaseCounter}`;
   const admin = async (sql: string) => {
     const client = new Client({ connectionString: url });
