@@ -1,6 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
 import { ZodError, type z } from 'zod';
+import { DatabaseBusyError, isDatabaseBusyError } from '../core/db';
 import { DomainError, type DomainErrorKind } from '../core/errors';
 import { logger } from '../core/logger';
 
@@ -82,11 +83,28 @@ function unwrapCause(error: unknown): unknown {
 export interface RestErrorAnswer {
   status: number;
   body: { success: boolean; message: string } & Record<string, unknown>;
+  /** `Retry-After` on a 503 the client should simply repeat. */
+  headers?: Record<string, string>;
+}
+
+/** Sends an answer from {@link toRestError} (status, headers, envelope). */
+export function sendRestError(res: { status(code: number): { json(body: unknown): unknown }; setHeader(name: string, value: string): unknown }, answer: RestErrorAnswer): void {
+  for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
+  res.status(answer.status).json(answer.body);
+}
+
+/** A database that cannot keep up is a 503 to retry, not a bug (500); raw driver errors included. */
+function busyAnswer(error: unknown): RestErrorAnswer | undefined {
+  if (!isDatabaseBusyError(error)) return undefined;
+  const busy = error instanceof DatabaseBusyError ? error : new DatabaseBusyError();
+  return { status: 503, body: { success: false, message: busy.message }, headers: { 'Retry-After': String(busy.retryAfterSeconds) } };
 }
 
 /** Maps anything thrown by a procedure (or the HTTP layer) to the REST envelope. */
 export function toRestError(error: unknown, where?: string): RestErrorAnswer {
   const cause = unwrapCause(error);
+  const busy = busyAnswer(cause);
+  if (busy) return busy;
   if (cause instanceof DomainError) {
     return { status: httpStatus[cause.kind], body: { success: false, message: cause.message, ...(cause.extra ?? {}) } };
   }
@@ -108,6 +126,10 @@ export function toRestError(error: unknown, where?: string): RestErrorAnswer {
 /** The same mapping for the tRPC transport: a TRPCError carrying the domain message. */
 export function toTrpcError(error: unknown): TRPCError {
   const cause = unwrapCause(error);
+  if (isDatabaseBusyError(cause)) {
+    const busy = cause instanceof DatabaseBusyError ? cause : new DatabaseBusyError();
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: busy.message, cause: busy });
+  }
   if (cause instanceof DomainError) {
     return new TRPCError({ code: trpcCode[cause.kind], message: cause.message, cause });
   }

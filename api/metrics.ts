@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { forbidden } from '../core/errors';
 import type { Services } from '../core/services';
-import { toRestError } from './errors';
+import { sendRestError, toRestError } from './errors';
 
 /**
  * `GET /metrics` in Prometheus text format. Scrapers authenticate with
@@ -20,8 +20,7 @@ export function metricsHandler(services: Services): RequestHandler {
       const body = await registry.metrics();
       res.status(200).set('Content-Type', registry.contentType).set('Cache-Control', 'no-store').send(body);
     } catch (err) {
-      const answer = toRestError(err, 'GET /metrics');
-      res.status(answer.status).json(answer.body);
+      sendRestError(res, toRestError(err, 'GET /metrics'));
     }
   };
 }

@@ -4,7 +4,7 @@ import type { Services } from '../core/services';
 import { DomainError } from '../core/errors';
 import { appRouter } from './routers';
 import { createCallerFactory, type ApiMeta } from './trpc';
-import { toRestError } from './errors';
+import { sendRestError, toRestError } from './errors';
 
 /**
  * Serves every procedure that declares `meta.openapi` as REST under `/api/v1`.
@@ -82,8 +82,7 @@ export function createRestRouter(services: Services, options: { restrictToSubAdm
         const data = await fn(route.takesInput ? input : undefined);
         res.status(route.meta.successStatus ?? 200).json(data);
       } catch (error) {
-        const answer = toRestError(error, `${route.method} ${route.path}`);
-        res.status(answer.status).json(answer.body);
+        sendRestError(res, toRestError(error, `${route.method} ${route.path}`));
       }
     };
     rest[route.method.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete'](expressPath, handler);
@@ -112,6 +111,21 @@ export function restErrorHandler(err: unknown, _req: Request, res: Response, nex
     res.status(415).json({ success: false, message: 'Request body must be UTF-8 JSON.' });
     return;
   }
-  const answer = toRestError(err, 'http');
-  res.status(answer.status).json(answer.body);
+  // Anything else the HTTP layer refused with a 4xx (body-parser's broken gzip/deflate bodies,
+  // aborted uploads, Express's undecodable path params): the client's fault, so a 4xx in the
+  // envelope and no stack in the log — unauthenticated clients must not be able to flood it.
+  const status = Number((err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode);
+  if (Number.isInteger(status) && status >= 400 && status < 500) {
+    const zlibFailure = /^Z_/.test(String((err as { code?: unknown }).code ?? ''));
+    const message = zlibFailure ? 'Request body could not be decoded as its Content-Encoding says.' : (MALFORMED_BODY_MESSAGES[type ?? ''] ?? 'Malformed request.');
+    res.status(status).json({ success: false, message });
+    return;
+  }
+  sendRestError(res, toRestError(err, 'http'));
 }
+
+const MALFORMED_BODY_MESSAGES: Record<string, string> = {
+  'request.aborted': 'The request body was cut off.',
+  'request.size.invalid': 'The request body does not match its Content-Length.',
+  'stream.encoding.set': 'Malformed request body.',
+};

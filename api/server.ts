@@ -2,6 +2,7 @@ import express from 'express';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import type { Services } from '../core/services';
 import { docsRouter } from './docs';
+import { refuseMalformedPaths } from './input-guard';
 import { metricsHandler } from './metrics';
 import { openApiDocument } from './openapi';
 import { mountPublicPages } from './pages';
@@ -22,6 +23,7 @@ export function createApp(services: Services, appKind: AppKind = { kind: 'main' 
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('trust proxy', false);
+  app.use(refuseMalformedPaths);
 
   app.get('/healthz', (_req, res) => {
     res.json({ success: true });

@@ -3,6 +3,7 @@ import type { OpenApiMeta } from 'trpc-to-openapi';
 import { forbidden, unauthorized } from '../core/errors';
 import type { ApiContext } from './context';
 import { toTrpcError } from './errors';
+import { assertNoControlCharacters } from './input-guard';
 
 /** Procedure metadata: the OpenAPI route plus the HTTP status of a success (202 for async work). */
 export type ApiMeta = OpenApiMeta<{ successStatus?: number; access?: Access }>;
@@ -36,7 +37,19 @@ const mapErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(mapErrors).meta({ access: 'public' });
+/**
+ * Control characters are refused in every string field of every procedure, on both transports
+ * (REST calls procedures through a caller, so this runs there too), before any service or SQL
+ * sees them.
+ */
+const refuseControlCharacters = t.middleware(async ({ getRawInput, next }) => {
+  assertNoControlCharacters(await getRawInput());
+  return next();
+});
+
+const baseProcedure = t.procedure.use(mapErrors).use(refuseControlCharacters);
+
+export const publicProcedure = baseProcedure.meta({ access: 'public' });
 
 const authenticate = t.middleware(async ({ ctx, next }) => {
   const principal = await ctx.services.auth.authenticate(ctx.apiKey);
@@ -47,7 +60,7 @@ const authenticate = t.middleware(async ({ ctx, next }) => {
 });
 
 /** Any valid key: main admin or an active sub-admin. */
-export const authedProcedure = t.procedure.use(mapErrors).use(authenticate).meta({ access: 'any_key' });
+export const authedProcedure = baseProcedure.use(authenticate).meta({ access: 'any_key' });
 
 /**
  * Main admin only. The contract words the refusal two ways: groups Nodes, Server settings,

@@ -70,7 +70,12 @@ export interface Core {
  */
 export async function bootstrapCore(config: Config, options: BootstrapOptions = {}): Promise<Core> {
   const log = options.logger ?? rootLogger;
-  if (!options.ephemeral) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  if (!options.ephemeral) {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // mkdir's mode only applies to a directory it creates: an existing looser one (made by hand,
+    // or by an older version) is tightened, since it holds the secret key and the database.
+    chmodSync(config.dataDir, 0o700);
+  }
   const secretKey = options.ephemeral ? randomBytes(32) : loadOrCreateSecretKey(config.dataDir);
   const db = await openDatabase(config.databaseUrlResolved);
   const ctx: CoreContext = {

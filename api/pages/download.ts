@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Services } from '../../core/services';
-import { toRestError } from '../errors';
+import { sendRestError, toRestError } from '../errors';
 import { resolveSubscription, sendNotFound, setPrivatePageHeaders, tokenOf, type PublicPagesScope } from './subscription';
 
 /** A file name we make ourselves: an endpoint name and an extension, `[a-z0-9_]+.[a-z0-9]+`. */
@@ -23,8 +23,7 @@ export async function downloadProfile(services: Services, scope: PublicPagesScop
   try {
     rendered = await services.clientConfigs.render(sub, file);
   } catch (error) {
-    const answer = toRestError(error, 'GET /download');
-    res.status(answer.status).json(answer.body);
+    sendRestError(res, toRestError(error, 'GET /download'));
     return;
   }
   res

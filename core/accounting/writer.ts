@@ -61,8 +61,10 @@ type Exec = (sql: string, params?: unknown[], wantRows?: boolean) => Promise<Row
  * Persists a tick with a handful of set-based statements — `UPDATE … FROM (VALUES …)` keyed by
  * integer ids, `INSERT … ON CONFLICT` for rows not seen yet (and for the narrow `user_usage`
  * counters, which a user only has once it has used bytes) — never a statement per user.
- * Numbers are checked to be safe integers and inlined, short strings are escaped by the
- * driver's rules, and the journal's JSON goes in as bound parameters.
+ * Numbers are checked to be safe integers (`int`, which throws otherwise) and inlined — they
+ * are computed counters and row ids, never client text, and inlining them keeps 100 kB
+ * statements cheap to prepare; every string (server ids, protocols, days, the journal's JSON)
+ * goes in as a bound parameter.
  *
  * It remembers the ids of today's history rows so later ticks update them by id; ids learned
  * inside a transaction only count once `commit()` of the returned handle is called after the
@@ -86,7 +88,6 @@ export class BatchedUsageWriter {
     const w = normalize(input);
     const exec = this.executor(transaction);
     const pg = this.sequelize.getDialect() === 'postgres';
-    const s = (v: string) => this.sequelize.escape(v);
 
     for (const part of chunks(w.users)) {
       let values = '';
@@ -128,14 +129,26 @@ export class BatchedUsageWriter {
       await exec('UPDATE usage_daily SET rx = usage_daily.rx + d.column2, tx = usage_daily.tx + d.column3 ' + `FROM (VALUES ${values}) AS d WHERE usage_daily.id = d.column1`);
     }
     const learned: Array<[number, number]> = [];
-    const day = s(w.day);
     for (const part of chunks(fresh)) {
-      const values = part.map((d) => `(${int(d.userId)},${s(d.serverId)},${s(d.protocol)},${day},${int(d.rx)},${int(d.tx)})`).join(',');
+      // Strings repeat (a few servers × protocols): one parameter per distinct string.
+      const params: unknown[] = [];
+      const slots = new Map<string, string>();
+      const str = (v: string) => {
+        let slot = slots.get(v);
+        if (slot === undefined) {
+          params.push(v);
+          slot = pg ? `$${params.length}::text` : `?${params.length}`;
+          slots.set(v, slot);
+        }
+        return slot;
+      };
+      const day = str(w.day);
+      const values = part.map((d) => `(${int(d.userId)},${str(d.serverId)},${str(d.protocol)},${day},${int(d.rx)},${int(d.tx)})`).join(',');
       const rows = await exec(
         `INSERT INTO usage_daily (user_id, server_id, protocol, day, rx, tx) VALUES ${values} ` +
           'ON CONFLICT (user_id, server_id, protocol, day) DO UPDATE SET rx = usage_daily.rx + excluded.rx, tx = usage_daily.tx + excluded.tx ' +
           'RETURNING id, user_id, server_id, protocol',
-        [],
+        params,
         true,
       );
       for (const r of rows) learned.push([this.dailyKey(Number(r.user_id), String(r.server_id), String(r.protocol)), Number(r.id)]);

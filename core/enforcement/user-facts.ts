@@ -94,10 +94,11 @@ export async function loadFacts(usernames: Iterable<string> | 'all', transaction
       if (!wanted || wanted.has(username)) users.set(username, toUserFacts(r));
     }
   } else {
-    for (let i = 0; i < names.length; i += 1000) {
-      const rows = await sequelize.query<Record<string, unknown>>(`${FACTS_SQL} WHERE u.username IN (:names)`, {
+    for (let i = 0; i < names.length; i += 500) {
+      const bind = names.slice(i, i + 500);
+      const rows = await sequelize.query<Record<string, unknown>>(`${FACTS_SQL} WHERE u.username IN (${bind.map((_, k) => `$${k + 1}`).join(', ')})`, {
         type: QueryTypes.SELECT,
-        replacements: { names: names.slice(i, i + 1000) },
+        bind,
         transaction,
       });
       for (const r of rows) users.set(String(r.username), toUserFacts(r));

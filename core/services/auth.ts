@@ -8,12 +8,18 @@ import { hashesEqual, sha256Hex } from '../secrets';
  * Turns an `X-API-KEY` into a Principal. Keys are stored as SHA-256 hashes only; the lookup
  * is by hash and the final comparison is constant-time. Answers are cached per hash and the
  * cache is dropped whenever a reseller changes, so deactivation takes effect at once.
+ *
+ * A lookup that was in flight while a reseller changed may have read the old row; it is
+ * answered but not stored (the generation it started under is gone), or a deactivated
+ * reseller's key could stay valid until the next change.
  */
 export class AuthService {
   private cache = new Map<string, Principal | null>();
+  /** Bumped by every drop of the cache; a lookup stores its answer only if it is unchanged. */
+  private generation = 0;
 
   constructor(private readonly ctx: CoreContext) {
-    const drop = () => this.cache.clear();
+    const drop = () => this.invalidate();
     ctx.events.on('sub_admins.changed', drop);
     ctx.events.on('sub_admins.deleted', drop);
   }
@@ -23,15 +29,19 @@ export class AuthService {
     const hash = sha256Hex(apiKey);
     let principal = this.cache.get(hash);
     if (principal === undefined) {
+      const generation = this.generation;
       principal = await this.lookup(hash);
-      if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(hash, principal);
+      if (generation === this.generation) {
+        if (this.cache.size > 10_000) this.cache.clear();
+        this.cache.set(hash, principal);
+      }
     }
     if (!principal) throw unauthorized('Invalid or inactive API key');
     return principal;
   }
 
-  private async lookup(hash: string): Promise<Principal | null> {
+  /** Protected so a test can slow it down to race a reseller change. */
+  protected async lookup(hash: string): Promise<Principal | null> {
     const key = await ApiKey.findOne({ where: { key_hash: hash }, raw: true });
     if (!key || !hashesEqual(key.key_hash, hash)) return null;
     if (key.kind === 'main') return { kind: 'main' };
@@ -47,7 +57,7 @@ export class AuthService {
       await ApiKey.destroy({ where: { kind: 'main' }, transaction });
       await ApiKey.create({ key_hash: sha256Hex(apiKey), kind: 'main', sub_admin_id: null }, { transaction });
     });
-    this.cache.clear();
+    this.invalidate();
   }
 
   async hasMainAdminKey(): Promise<boolean> {
@@ -55,6 +65,7 @@ export class AuthService {
   }
 
   invalidate(): void {
+    this.generation++;
     this.cache.clear();
   }
 }

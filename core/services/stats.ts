@@ -67,11 +67,11 @@ export class StatsService {
     const rows = await this.ctx.db.sequelize.query<{ protocol: string; server_id: string; username: string; rx: number | string; tx: number | string }>(
       'SELECT d.protocol AS protocol, d.server_id AS server_id, u.username AS username, SUM(d.rx) AS rx, SUM(d.tx) AS tx ' +
         'FROM usage_daily d JOIN users u ON u.id = d.user_id ' +
-        `WHERE d.day >= :from AND d.day <= :to${scoped ? ' AND u.sub_admin_id = :subAdminId' : ''} ` +
+        `WHERE d.day >= $from AND d.day <= $to${scoped ? ' AND u.sub_admin_id = $subAdminId' : ''} ` +
         'GROUP BY d.protocol, d.server_id, u.username',
       {
         type: QueryTypes.SELECT,
-        replacements: { from, to, subAdminId: scoped ? principal.subAdminId : null },
+        bind: scoped ? { from, to, subAdminId: principal.subAdminId } : { from, to },
       },
     );
     const byProtocol = new Map<string, [number, number]>();
@@ -100,9 +100,9 @@ export class StatsService {
     const live = this.ctx.live;
     let liveConnections: number;
     if (scoped) {
-      const names = await this.ctx.db.sequelize.query<{ username: string }>('SELECT username FROM users WHERE sub_admin_id = :id', {
+      const names = await this.ctx.db.sequelize.query<{ username: string }>('SELECT username FROM users WHERE sub_admin_id = $id', {
         type: QueryTypes.SELECT,
-        replacements: { id: principal.subAdminId },
+        bind: { id: principal.subAdminId },
       });
       liveConnections = names.reduce((n, r) => n + live.connectionsOf(r.username), 0);
     } else {

@@ -1,6 +1,6 @@
-import { col, fn, literal, Op, QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize';
+import { col, fn, Op, QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize';
 import type { CoreContext } from '../context';
-import { ApiKey, SubAdmin, SubscriptionToken, User, UserUsage } from '../db';
+import { ApiKey, SubAdmin, User } from '../db';
 import { conflict, forbidden, invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import { hashPassword, randomKey, sha256Hex } from '../secrets';
@@ -224,8 +224,8 @@ export class SubAdminsService {
       }>(
         'SELECT u.username, u.is_active, u.activation_type, u.expiry_date, u.first_connection_at, u.data_limit_bytes, ' +
           'COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes ' +
-          'FROM users u LEFT JOIN user_usage uu ON uu.user_id = u.id WHERE u.sub_admin_id = :id',
-        { type: QueryTypes.SELECT, replacements: { id }, transaction },
+          'FROM users u LEFT JOIN user_usage uu ON uu.user_id = u.id WHERE u.sub_admin_id = $id',
+        { type: QueryTypes.SELECT, bind: { id }, transaction },
       );
       const names: string[] = [];
       for (const u of users) {
@@ -257,14 +257,13 @@ export class SubAdminsService {
       if (!row) throw notFound(NOT_FOUND);
       const names = await this.usernamesOf(id, transaction);
       // A subquery rather than an id list: a reseller may own more users than a statement may bind.
-      await SubscriptionToken.destroy({
-        where: { user_id: { [Op.in]: literal(`(SELECT id FROM users WHERE sub_admin_id = ${Number(id)})`) } },
-        transaction,
-      });
-      await UserUsage.destroy({
-        where: { user_id: { [Op.in]: literal(`(SELECT id FROM users WHERE sub_admin_id = ${Number(id)})`) } },
-        transaction,
-      });
+      for (const table of ['subscription_tokens', 'user_usage'] as const) {
+        await this.ctx.db.sequelize.query(`DELETE FROM ${table} WHERE user_id IN (SELECT id FROM users WHERE sub_admin_id = $id)`, {
+          type: QueryTypes.DELETE,
+          bind: { id },
+          transaction,
+        });
+      }
       await User.destroy({ where: { sub_admin_id: id }, transaction });
       await ApiKey.destroy({ where: { sub_admin_id: id }, transaction });
       for (const role of ROLES) await this.services.portRegistry.release({ owner: resellerPortOwner(id, role) }, transaction);

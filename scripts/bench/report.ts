@@ -1,6 +1,7 @@
 /** Prints one benchmark figure in the project's fixed format: `BENCH <name> <value> <unit>`. */
 export function bench(name: string, value: number, unit: string): void {
-  const shown = Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 3);
+  // Whole numbers (counts) print as such: `load.write_errors 0`, not `0.000`.
+  const shown = Number.isInteger(value) ? String(value) : Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(value >= 10 ? 1 : 3);
   process.stdout.write(`BENCH ${name} ${shown} ${unit}\n`);
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { runAccountingNativeBench } from './accounting-native';
 import { runAccountingWriteBench } from './accounting-write';
 import { runApiBench } from './api';
+import { runRobustnessBench } from './robustness';
 import { progress } from './report';
 
 /**
@@ -19,6 +20,8 @@ async function main(): Promise<void> {
   await runAccountingWriteBench();
   progress('API benchmarks');
   await runApiBench();
+  progress('robustness: fuzzing and 200 concurrent mixed clients (SQLite file)');
+  await runRobustnessBench();
 }
 
 main().catch((err) => {

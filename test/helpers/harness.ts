@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import request from 'supertest';
 import type { Express } from 'express';
@@ -38,7 +39,7 @@ let warnedNoPg = false;
 let databaseCounter = 0;
 
 /** A fresh database per harness, so suites (and parallel runs) never see each other's rows. */
-async function createPostgresDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
+export async function createPostgresDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `polygate_t_${process.pid}_${++databaseCounter}`;
   const admin = async (sql: string) => {
     const client = new Client({ connectionString: url });
@@ -71,6 +72,8 @@ export interface Harness {
   clock: ManualClock;
   /** tRPC caller with a given API key (no HTTP). */
   caller(apiKey: string | undefined): AppCaller;
+  /** Serves the app on 127.0.0.1 (a kernel-chosen port) until close(); answers the base URL. */
+  listen(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -110,6 +113,7 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
       plugins[spec.id] = await addScriptedPlugin(core.plugins, spec.id, 'main', { clientConfig });
     }
   }
+  const servers: import('node:http').Server[] = [];
   return {
     core,
     plugins,
@@ -119,7 +123,17 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
     adminKey,
     clock,
     caller: (apiKey) => createAppCaller({ services: core.services, apiKey }),
+    listen: async () => {
+      const server = app.listen(0, '127.0.0.1');
+      servers.push(server);
+      await new Promise((resolve, reject) => server.once('listening', resolve).once('error', reject));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
     close: async () => {
+      for (const server of servers.splice(0)) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
       await core.close();
       await dropDatabase();
     },

@@ -1,6 +1,6 @@
 import { QueryTypes, type Transaction } from 'sequelize';
 import type { CoreContext } from '../../context';
-import { SubscriptionToken } from '../../db';
+import { SubscriptionToken, User } from '../../db';
 import { notFound } from '../../errors';
 import type { Principal } from '../../principal';
 import type { ProtocolId } from '../../protocols/table';
@@ -51,7 +51,7 @@ FROM users u
 LEFT JOIN user_usage uu ON uu.user_id = u.id
 LEFT JOIN sub_admins s ON s.id = u.sub_admin_id
 LEFT JOIN subscription_tokens t ON t.user_id = u.id AND t.revoked_at IS NULL
-WHERE u.username = :username`;
+WHERE u.username = $username`;
 
 const LOAD_CACHE_MAX = 10_000;
 
@@ -104,12 +104,12 @@ export class UserViews {
     const now = this.ctx.clock.now();
     const sequelize = this.ctx.db.sequelize;
     const isSub = principal.kind === 'sub_admin';
-    const replacements = isSub ? { sid: principal.subAdminId } : {};
+    const bind = isSub ? { sid: principal.subAdminId } : undefined;
     const [rawUsers, rawResellers] = await Promise.all([
-      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = :sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, replacements }),
+      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = $sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, bind }),
       sequelize.query<Record<string, unknown>>(
-        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = :sid' : ''} ORDER BY id`,
-        { type: QueryTypes.SELECT, replacements },
+        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = $sid' : ''} ORDER BY id`,
+        { type: QueryTypes.SELECT, bind },
       ),
     ]);
     const resellers = new Map<number, ResellerRow>();
@@ -201,6 +201,9 @@ export class UserViews {
   async tokenOf(loaded: LoadedUser): Promise<string> {
     if (loaded.token) return loaded.token;
     return this.ctx.db.transaction(async (transaction: Transaction) => {
+      // The user may have been deleted since it was loaded (a concurrent DELETE): then it is
+      // not found, rather than a token row failing its foreign key (a 500).
+      if (!(await User.count({ where: { id: loaded.row.id }, transaction }))) throw notFound(NOT_FOUND);
       const existing = await SubscriptionToken.findOne({ where: { user_id: loaded.row.id, revoked_at: null }, order: [['id', 'DESC']], raw: true, transaction });
       if (existing) return existing.token;
       const token = randomKey(32);
@@ -224,17 +227,20 @@ export class UserViews {
     const mayServe = (l: LoadedUser) => principal?.kind !== 'sub_admin' || l.row.sub_admin_id === principal.subAdminId;
     const hit = options.fresh ? undefined : this.loadCache.get(username);
     if (hit && mayServe(hit)) return { ...hit };
-    const loaded = await this.query(username);
+    // A reseller's query is scoped to its own users in SQL: another reseller's user then costs
+    // exactly what an unknown name costs (no row, nothing parsed), so GET timings reveal nothing.
+    const loaded = await this.query(username, principal?.kind === 'sub_admin' ? principal.subAdminId : undefined);
     if (!loaded) return null;
     // Only cache what was read under the generation we checked: a write meanwhile made it stale.
     if (this.ctx.db.writeGeneration() === generation && this.loadCache.size < LOAD_CACHE_MAX) this.loadCache.set(username, loaded);
     return mayServe(loaded) ? { ...loaded } : null;
   }
 
-  private async query(username: string): Promise<LoadedUser | null> {
-    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(`${USER_VIEW_SQL} ORDER BY t.id DESC LIMIT 1`, {
+  private async query(username: string, subAdminId?: number): Promise<LoadedUser | null> {
+    const scoped = subAdminId !== undefined;
+    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(`${USER_VIEW_SQL}${scoped ? ' AND u.sub_admin_id = $sid' : ''} ORDER BY t.id DESC LIMIT 1`, {
       type: QueryTypes.SELECT,
-      replacements: { username },
+      bind: scoped ? { username, sid: subAdminId } : { username },
     });
     const raw = rows[0];
     if (!raw) return null;
