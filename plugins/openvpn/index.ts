@@ -404,8 +404,27 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       if (this.running.has(key)) continue;
       toStart.push(await this.createInstance(key, spec));
     }
-    await Promise.all(toStart.map((inst) => inst.management.waitConnected(this.config.startTimeoutMs)));
+    await Promise.all(toStart.map((inst) => this.waitReady(inst)));
     return new Set(toStart.map((i) => i.key));
+  }
+
+  /**
+   * Management connects before the server has finished initializing, and until then `status`
+   * answers "not supported by the current daemon mode": an instance is started only once it
+   * answers, so the first accounting poll after an apply never fails.
+   */
+  private async waitReady(inst: Instance): Promise<void> {
+    const end = Date.now() + this.config.startTimeoutMs;
+    await inst.management.waitConnected(this.config.startTimeoutMs);
+    for (;;) {
+      try {
+        await inst.management.status3();
+        return;
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   private async createInstance(key: string, spec: OpenVpnInstanceSpec): Promise<Instance> {
