@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import { PROTOCOLS } from '../core/protocols/table';
 import { invalid } from '../core/errors';
 
 /**
@@ -22,7 +23,7 @@ const FREE_TEXT_FIELDS = new Set(['notes']);
  * Fields whose own rule is stricter (printable ASCII only, so every control character is
  * already refused) and whose refusal sentence the contract fixes: the service answers them.
  */
-const OWN_RULE_FIELDS = new Set(['openvpn_password', 'l2tp_password', 'cisco_password', 'new_psk']);
+const OWN_RULE_FIELDS = new Set([...PROTOCOLS.flatMap((p) => (p.api.password ? [p.api.password] : [])), 'new_psk']);
 
 export const MALFORMED_URL_MESSAGE = 'Malformed URL: invalid percent-encoding or control characters in the path.';
 

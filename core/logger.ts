@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { PROTOCOLS } from './protocols/table';
 
 /**
  * Keys whose values are secrets wherever they appear in a log object (top level and one level
@@ -8,11 +9,9 @@ import pino from 'pino';
 const SECRET_KEYS = [
   'password',
   'password_hash',
-  'openvpn_password',
-  'l2tp_password',
-  'cisco_password',
+  // Every protocol's password field and client-only material column (the protocol table's).
+  ...PROTOCOLS.flatMap((p) => [...(p.api.password ? [p.api.password] : []), ...Object.values(p.material.clientOnly)]),
   'ssh_password',
-  'wg_private_key',
   'privateKey',
   'private_key',
   'token',

@@ -60,6 +60,10 @@ export class AddressPoolService {
     const last = size - 2;
     for (let attempt = 1; ; attempt++) {
       try {
+        // Without a caller's transaction each attempt is one of its own: on SQLite writers take
+        // turns (core/db's write gate), so reading the highest lease and inserting the next one
+        // cannot interleave with another lease; PostgreSQL's rare collision is retried below.
+        if (!transaction) return await this.db.transaction((t) => this.attempt(pool, userId, base, first, last, t));
         return await this.attempt(pool, userId, base, first, last, transaction);
       } catch (e) {
         // Someone else took the address (or leased for this user) between our read and write.
