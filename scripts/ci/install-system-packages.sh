@@ -8,6 +8,7 @@ PKGS=(
   openvpn easy-rsa      # OpenVPN plugin and its end-to-end tests
   wireguard-tools wireguard-go  # WireGuard plugin (wireguard-go: this kernel has no WireGuard module)
   openssl               # the panel's CA (core/pki)
+  ocserv openconnect gnutls-bin  # Cisco AnyConnect plugin (ocserv) and its real client
   nftables              # Firewall service (own table inet polygate)
   iproute2              # network namespaces and veth pairs for integration tests
   openssh-server        # real sshd for node preflight and SshHost tests
