@@ -43,6 +43,18 @@ export interface ParsedDump {
 
 const DIGITS = /^\d{1,16}$/;
 
+/** Decimal digits in text[a, b) as a number; -1 when empty, not digits, or beyond 2^53. */
+function counterIn(text: string, a: number, b: number): number {
+  if (a >= b) return -1;
+  let v = 0;
+  for (let i = a; i < b; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v <= Number.MAX_SAFE_INTEGER ? v : -1;
+}
+
 /**
  * Parses `wg show <if> dump` (tab-separated: the interface line has 4 fields: private key,
  * public key, listen port, fwmark; each peer line 8: public key, preshared key, endpoint,
@@ -140,40 +152,84 @@ export class PeerLedger {
 
   /** Feeds one `wg show <if> dump`. Peers missing from it are ended and forgotten. */
   observe(dumpText: string, nowSec: number): LedgerObservation {
-    const dump = parseDump(dumpText);
+    // Hand-rolled field scanning: this runs every tick over every peer (10,000 lines in a few ms).
     const ended: EndedPeriod[] = [];
-    const lines: string[] = [];
+    let out = '';
+    let online = 0;
+    let malformed = 0;
     const seen = new Set<string>();
-    for (const p of dump.peers) {
-      seen.add(p.publicKey);
-      let t = this.peers.get(p.publicKey);
+    const text = dumpText;
+    const n = text.length;
+    const f = [0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let pos = 0;
+    let first = true;
+    while (pos < n) {
+      let nl = text.indexOf('\n', pos);
+      if (nl < 0) nl = n;
+      let end = nl;
+      if (end > pos && text.charCodeAt(end - 1) === 13) end--;
+      const start = pos;
+      pos = nl + 1;
+      if (end === start) continue;
+      // f[i] = start of field i, f[count] = end + 1
+      let count = 0;
+      f[0] = start;
+      for (let q = start; count < 8; ) {
+        const tab = text.indexOf('\t', q);
+        if (tab < 0 || tab >= end) break;
+        f[++count] = tab + 1;
+        q = tab + 1;
+      }
+      count++;
+      if (first && count === 4) {
+        first = false;
+        continue; // the interface line
+      }
+      first = false;
+      f[count] = end + 1;
+      if (count !== 8 || f[1]! - f[0]! < 2) {
+        malformed++;
+        continue;
+      }
+      const hs = counterIn(text, f[4]!, f[5]! - 1);
+      const rx = counterIn(text, f[5]!, f[6]! - 1);
+      const tx = counterIn(text, f[6]!, f[7]! - 1);
+      if (hs < 0 || rx < 0 || tx < 0) {
+        malformed++;
+        continue;
+      }
+      const publicKey = text.slice(f[0], f[1]! - 1);
+      const endpointText = text.slice(f[2], f[3]! - 1);
+      const endpoint = endpointText === '(none)' ? '' : endpointText;
+      seen.add(publicKey);
+      let t = this.peers.get(publicKey);
       if (!t) {
         // A peer is added with zero counters: everything it shows is this ledger's to count.
         t = { period: this.nextPeriod++, open: false, used: false, baseRx: 0, baseTx: 0, rx: 0, tx: 0, endpoint: '' };
-        this.peers.set(p.publicKey, t);
+        this.peers.set(publicKey, t);
       }
-      if (p.rx < t.rx || p.tx < t.tx) {
+      if (rx < t.rx || tx < t.tx) {
         // Counters went down: the peer was re-created. What the old one showed was counted.
-        if (t.open) ended.push(this.endedOf(p.publicKey, t, 'counters-reset'));
+        if (t.open) ended.push(this.endedOf(publicKey, t, 'counters-reset'));
         t.period = this.nextPeriod++;
         t.open = false;
         t.used = false;
         t.baseRx = 0;
         t.baseTx = 0;
       }
-      t.rx = p.rx;
-      t.tx = p.tx;
-      if (p.endpoint) t.endpoint = p.endpoint;
-      const online = p.latestHandshake > 0 && nowSec - p.latestHandshake < this.onlineWindowSec;
-      if (online) {
+      t.rx = rx;
+      t.tx = tx;
+      if (endpoint) t.endpoint = endpoint;
+      if (hs > 0 && nowSec - hs < this.onlineWindowSec) {
         if (!t.open) {
           if (t.used) t.period = this.nextPeriod++;
           t.open = true;
           t.used = true;
         }
-        lines.push(`${t.period}\t${p.publicKey}\t(none)\t${p.endpoint || '(none)'}\t${p.allowedIps}\t${p.latestHandshake}\t${p.rx - t.baseRx}\t${p.tx - t.baseTx}\toff`);
+        online++;
+        out += `${t.period}\t${publicKey}\t(none)\t${endpoint || '(none)'}\t${text.slice(f[3], f[4]! - 1)}\t${hs}\t${rx - t.baseRx}\t${tx - t.baseTx}\toff\n`;
       } else if (t.open) {
-        ended.push(this.endedOf(p.publicKey, t, 'idle'));
+        ended.push(this.endedOf(publicKey, t, 'idle'));
         this.closeAt(t);
       }
     }
@@ -182,7 +238,7 @@ export class PeerLedger {
       if (t.open) ended.push(this.endedOf(publicKey, t, 'peer-gone'));
       this.peers.delete(publicKey);
     }
-    return { text: lines.length ? `${lines.join('\n')}\n` : '', ended, malformed: dump.malformed, online: lines.length };
+    return { text: out, ended, malformed, online };
   }
 
   /**

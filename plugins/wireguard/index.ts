@@ -30,6 +30,7 @@ import {
 } from '../../core';
 import { ONLINE_WINDOW_SEC, PeerLedger, type EndedPeriod } from './dump';
 import { assertWgKey, hostAddress, renderClientConfig, renderPeers, WG_KEY_PATTERN, type PeerEntry } from './render';
+import { uapiAddPeers, uapiRemovePeers, uapiRequest } from './uapi';
 
 export { parseDump, PeerLedger, ONLINE_WINDOW_SEC } from './dump';
 export { renderClientConfig, renderPeers, renderInterface } from './render';
@@ -77,7 +78,12 @@ const REMOVE_CHUNK = 500;
 interface WantedPeer {
   username: string;
   publicKey: string;
+  /** The tunnel address (host). */
   address: string;
+  /** `material.address` as core gave it, to recognise an unchanged user without checking it again. */
+  given: string;
+  /** The apply that listed it last. */
+  epoch: number;
 }
 
 /** One interface (one listener). */
@@ -94,6 +100,10 @@ interface Iface {
   ledger: PeerLedger;
   /** Peers on the interface as the plugin put them: public key → peer. */
   peers: Map<string, WantedPeer>;
+  /** Wanted peers a `disconnect` removed: the next apply puts them back. */
+  cut: Set<string>;
+  /** A change failed half-way: compare the interface with the whole wanted set next time. */
+  fullSync: boolean;
 }
 
 /**
@@ -116,8 +126,13 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   /** The server's side of every tunnel: the pool's first host. */
   readonly serverAddress: string;
   private readonly ifaces = new Map<number, Iface>();
-  private wanted = new Map<string, WantedPeer>();
+  private readonly wanted = new Map<string, WantedPeer>();
+  /** address → public key of the wanted peer holding it. */
+  private readonly addressOwner = new Map<string, string>();
+  private epoch = 0;
+  /** Public key → username for the parser, rebuilt at the next poll after a change. */
   private peerNames = new Map<string, string>();
+  private namesDirty = false;
   private listeners: number[] = [];
   /** apply / stop / restarts / cuts run one at a time. */
   private readonly lock = new SerialLock();
@@ -181,38 +196,115 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       if (ports.includes(port)) throw invalid(`listener ${port}/udp is listed twice`);
       ports.push(port);
     }
-    const wanted = new Map<string, WantedPeer>();
-    const taken = new Set<string>();
-    for (const u of state?.users ?? []) {
+    const users = state?.users ?? [];
+    await this.lock.run(async () => {
+      this.listeners = ports;
+      const change = this.takeState(users);
+      await this.reconcileInterfaces();
+      for (const iface of this.ifaces.values()) {
+        try {
+          if (!iface.ready) await this.bringUp(iface);
+          else if (iface.fullSync) await this.syncPeers(iface);
+          else await this.applyChange(iface, change);
+          iface.fullSync = false;
+        } catch (e) {
+          // What the interface holds is uncertain now: the next apply compares it in full.
+          iface.fullSync = true;
+          throw e;
+        }
+      }
+    });
+  }
+
+  /**
+   * Folds the desired users into `wanted` and says what changed. Users applied before with the
+   * same name, key and address were checked then and cost one map lookup: with 10,000 peers,
+   * checking and copying them all again would cost more than the change itself.
+   */
+  private takeState(users: DesiredState['users']): { added: WantedPeer[]; removed: string[] } {
+    const epoch = ++this.epoch;
+    const fresh: Array<{ peer: WantedPeer; replaces: WantedPeer | undefined }> = [];
+    for (const u of users) {
       const publicKey = u?.material?.publicKey;
-      let address: string;
+      const given = u?.material?.address;
+      const known = typeof publicKey === 'string' ? this.wanted.get(publicKey) : undefined;
+      if (known && known.epoch === epoch) {
+        this.ctx.logger.warn({ username: u.username }, 'user skipped: its public key is already used by another user');
+        continue;
+      }
+      if (known && known.given === given && known.username === u.username) {
+        known.epoch = epoch;
+        continue;
+      }
       try {
         if (typeof u?.username !== 'string' || !USERNAME_PATTERN.test(u.username)) throw invalid('bad username');
         assertWgKey(publicKey, 'publicKey');
-        address = hostAddress(u.material.address, 'address');
+        const address = hostAddress(given, 'address');
         const n = ipv4ToInt(address);
         if (n <= this.pool.first + 1 || n >= this.pool.last) throw invalid(`address ${address} is outside the client pool ${this.ctx.clientPool}`);
+        if (known && known.address === address) {
+          // Only the name changed: nothing to do on the interface.
+          known.username = u.username;
+          known.given = given!;
+          known.epoch = epoch;
+          this.namesDirty = true;
+          continue;
+        }
+        fresh.push({ peer: { username: u.username, publicKey: publicKey!, address, given: given!, epoch }, replaces: known });
       } catch (e) {
         this.ctx.logger.warn({ username: u?.username, err: (e as Error).message }, 'user skipped: its WireGuard material is unusable');
-        continue;
       }
-      if (wanted.has(publicKey!) || taken.has(address)) {
-        this.ctx.logger.warn({ username: u.username }, 'user skipped: its public key or address is already used by another user');
-        continue;
-      }
-      taken.add(address);
-      wanted.set(publicKey!, { username: u.username, publicKey: publicKey!, address });
     }
-    await this.lock.run(async () => {
-      this.wanted = wanted;
-      this.peerNames = new Map([...wanted.values()].map((p) => [p.publicKey, p.username]));
-      this.listeners = ports;
-      await this.reconcileInterfaces();
-      for (const iface of this.ifaces.values()) {
-        if (!iface.ready) await this.bringUp(iface);
-        await this.syncPeers(iface);
+    const removed: string[] = [];
+    const replaced = new Set(fresh.filter((f) => f.replaces).map((f) => f.peer.publicKey));
+    for (const [key, p] of this.wanted) {
+      if (p.epoch !== epoch && !replaced.has(key)) removed.push(key);
+    }
+    for (const key of removed) this.forgetWanted(key);
+    const added: WantedPeer[] = [];
+    const addresses = new Set<string>();
+    for (const { peer, replaces } of fresh) {
+      const owner = this.addressOwner.get(peer.address);
+      const holder = owner === undefined || owner === peer.publicKey ? undefined : this.wanted.get(owner);
+      if ((holder && holder.epoch === epoch) || addresses.has(peer.address)) {
+        this.ctx.logger.warn({ username: peer.username }, 'user skipped: its address is already used by another user');
+        if (replaces) {
+          this.forgetWanted(peer.publicKey);
+          removed.push(peer.publicKey);
+        }
+        continue;
       }
-    });
+      if (replaces) {
+        this.forgetWanted(peer.publicKey);
+        removed.push(peer.publicKey);
+      }
+      addresses.add(peer.address);
+      this.wanted.set(peer.publicKey, peer);
+      this.addressOwner.set(peer.address, peer.publicKey);
+      added.push(peer);
+    }
+    if (added.length || removed.length) this.namesDirty = true;
+    return { added, removed };
+  }
+
+  private forgetWanted(key: string): void {
+    const p = this.wanted.get(key);
+    if (!p) return;
+    this.wanted.delete(key);
+    if (this.addressOwner.get(p.address) === key) this.addressOwner.delete(p.address);
+  }
+
+  /** Applies one change to an interface that held the previous state (plus what a cut took away). */
+  private async applyChange(iface: Iface, change: { added: readonly WantedPeer[]; removed: readonly string[] }): Promise<void> {
+    const remove = change.removed.filter((k) => iface.peers.has(k));
+    if (remove.length) await this.removePeers(iface, remove, 'removed');
+    const add = [...change.added];
+    for (const key of iface.cut) {
+      const w = this.wanted.get(key);
+      if (w && !iface.peers.has(key) && !add.includes(w)) add.push(w);
+    }
+    iface.cut.clear();
+    if (add.length) await this.addPeers(iface, add);
   }
 
   stop(): Promise<void> {
@@ -236,6 +328,10 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       const text = await this.observe(iface);
       texts.push({ scope: iface.ledger.scope, text });
     }
+    if (this.namesDirty) {
+      this.peerNames = new Map([...this.wanted.values()].map((p) => [p.publicKey, p.username]));
+      this.namesDirty = false;
+    }
     return { kind: 'status-text', format: 'wg-dump', texts, peerNames: this.peerNames };
   }
 
@@ -248,8 +344,11 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       if ('username' in target) {
         if (typeof target.username !== 'string' || !USERNAME_PATTERN.test(target.username)) throw invalid(`username must match ${USERNAME_PATTERN.source}`);
         for (const iface of this.ifaces.values()) {
-          const keys = [...iface.peers.values()].filter((p) => p.username === target.username).map((p) => p.publicKey);
-          if (keys.length && iface.ready) await this.removePeers(iface, keys, 'disconnected');
+          const keys = [...this.wanted.values()].filter((p) => p.username === target.username && iface.peers.has(p.publicKey)).map((p) => p.publicKey);
+          if (keys.length && iface.ready) {
+            await this.removePeers(iface, keys, 'disconnected');
+            for (const k of keys) iface.cut.add(k);
+          }
         }
         return;
       }
@@ -258,7 +357,10 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       const iface = [...this.ifaces.values()].find((i) => key.startsWith(`${i.ledger.scope}:`));
       const publicKey = key.slice(cut + 1);
       if (!iface || !WG_KEY_PATTERN.test(publicKey)) throw notFound(`no WireGuard session ${JSON.stringify(key)} on ${this.ctx.serverId}`);
-      if (iface.peers.has(publicKey) && iface.ready) await this.removePeers(iface, [publicKey], 'disconnected');
+      if (iface.peers.has(publicKey) && iface.ready) {
+        await this.removePeers(iface, [publicKey], 'disconnected');
+        iface.cut.add(publicKey);
+      }
     });
   }
 
@@ -336,15 +438,19 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       let index = 0;
       while (this.ifaces.has(index)) index++;
       const name = `${this.config.interfacePrefix}${index}`;
-      const iface: Iface = { name, index, port, supervisor: null, ready: false, configuredRun: undefined, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map() };
+      const iface: Iface = { name, index, port, supervisor: null, ready: false, configuredRun: undefined, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map(), cut: new Set(), fullSync: false };
       this.ifaces.set(index, iface);
       if (!(await this.useKernel())) iface.supervisor = this.supervise(iface);
     }
   }
 
+  private socketOf(iface: Iface): string {
+    return path.posix.join(this.config.socketDir, `${iface.name}.sock`);
+  }
+
   private supervise(iface: Iface): ProcessSupervisor {
     const { host } = this.ctx;
-    const socket = path.posix.join(this.config.socketDir, `${iface.name}.sock`);
+    const socket = this.socketOf(iface);
     const supervisor = new ProcessSupervisor({
       host,
       // -f: stay in the foreground, so the supervisor sees the process it started.
@@ -383,7 +489,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     const { host } = this.ctx;
     let run: number;
     if (iface.supervisor) {
-      const socket = path.posix.join(this.config.socketDir, `${iface.name}.sock`);
+      const socket = this.socketOf(iface);
       const end = Date.now() + this.config.startTimeoutMs;
       while (!(iface.supervisor.pid !== undefined && (await host.exists(socket)))) {
         if (Date.now() > end) throw unavailable(`wireguard-go ${iface.name} did not open its UAPI socket within ${this.config.startTimeoutMs} ms${iface.supervisor.lastExit ? ` (last exit: ${iface.supervisor.lastExit.tail.slice(-3).join(' | ')})` : ''}`);
@@ -401,6 +507,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     await this.ip(['address', 'replace', `${this.serverAddress}/${prefix}`, 'dev', iface.name]);
     await this.ip(['link', 'set', iface.name, ...(this.config.mtu ? ['mtu', String(this.config.mtu)] : []), 'up']);
     iface.peers = new Map();
+    iface.cut.clear();
     iface.ledger = new PeerLedger(`wg:${iface.name}:${Date.now()}`, this.config.onlineWindowSec);
     await this.addPeers(iface, [...this.wanted.values()]);
     iface.configuredRun = run;
@@ -425,14 +532,18 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     if (!peers.length) return;
     const psks = await this.ensurePsks(peers.map((p) => p.publicKey));
     const entries: PeerEntry[] = peers.map((p) => ({ publicKey: p.publicKey, presharedKey: psks.get(p.publicKey)!, address: p.address }));
-    // The batch holds preshared keys: a private file, removed once wg has read it.
-    const file = path.posix.join(this.paths.tmpDir, `add-${iface.name}-${randomBytes(6).toString('hex')}.conf`);
-    await this.ctx.host.mkdirp(this.paths.tmpDir, 0o700);
-    await this.ctx.host.writeFileAtomic(file, renderPeers(entries), 0o600);
-    try {
-      await this.wg(['addconf', iface.name, file]);
-    } finally {
-      await this.ctx.host.remove(file).catch(() => undefined);
+    if (iface.supervisor) {
+      await uapiRequest(this.ctx.host, this.socketOf(iface), uapiAddPeers(entries));
+    } else {
+      // The batch holds preshared keys: a private file, removed once wg has read it.
+      const file = path.posix.join(this.paths.tmpDir, `add-${iface.name}-${randomBytes(6).toString('hex')}.conf`);
+      await this.ctx.host.mkdirp(this.paths.tmpDir, 0o700);
+      await this.ctx.host.writeFileAtomic(file, renderPeers(entries), 0o600);
+      try {
+        await this.wg(['addconf', iface.name, file]);
+      } finally {
+        await this.ctx.host.remove(file).catch(() => undefined);
+      }
     }
     for (const p of peers) iface.peers.set(p.publicKey, { ...p });
   }
@@ -444,10 +555,14 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       const ended = iface.ledger.takeEnded(key, reason);
       if (ended) this.report(ended, iface.peers.get(key)?.username ?? this.peerNames.get(key) ?? '');
     }
-    for (let i = 0; i < keys.length; i += REMOVE_CHUNK) {
-      const argv = ['set', iface.name];
-      for (const key of keys.slice(i, i + REMOVE_CHUNK)) argv.push('peer', key, 'remove');
-      await this.wg(argv);
+    if (iface.supervisor) {
+      await uapiRequest(this.ctx.host, this.socketOf(iface), uapiRemovePeers(keys));
+    } else {
+      for (let i = 0; i < keys.length; i += REMOVE_CHUNK) {
+        const argv = ['set', iface.name];
+        for (const key of keys.slice(i, i + REMOVE_CHUNK)) argv.push('peer', key, 'remove');
+        await this.wg(argv);
+      }
     }
     for (const key of keys) iface.peers.delete(key);
   }

@@ -56,6 +56,8 @@ describe('WireGuard peer ledger: peers → sessions for the accounting parser', 
     expect(parsed.sessions).to.have.length(1);
     expect(parsed.sessions[0]).to.include({ id: `1:${ALICE}`, username: 'alice', rxBytes: 22004, txBytes: 21916, remoteAddress: '10.99.77.2:35714' });
     expect(seen.text).to.not.include(NEVER);
+    expect(new PeerLedger('x').observe(`${SERVER}garbage\tline\n`, CAPTURED_AT).malformed, 'a line of neither shape').to.equal(1);
+    expect(new PeerLedger('x').observe(SERVER.replace('\t22004\t', '\t22x04\t'), CAPTURED_AT).malformed, 'bad counter').to.equal(1);
   });
 
   it('a peer idle past 180 s ends with its last counters; when it returns it is a new session counted from there', () => {
