@@ -5,6 +5,7 @@ import { runAccountingWriteBench } from './accounting-write';
 import { runApiBench } from './api';
 import { runRobustnessBench } from './robustness';
 import { progress } from './report';
+import { runWireGuardBench } from './wireguard';
 
 /**
  * `npm run bench`: every figure of the project, measured in one run, printed as
@@ -18,6 +19,8 @@ async function main(): Promise<void> {
   await runAccountingNativeBench();
   progress('accounting: persisting one tick in which 25k users changed (SQLite)');
   await runAccountingWriteBench();
+  progress('WireGuard: 10,000 peers on a real wireguard-go interface');
+  await runWireGuardBench();
   progress('API benchmarks');
   await runApiBench();
   progress('robustness: fuzzing and 200 concurrent mixed clients (SQLite file)');
