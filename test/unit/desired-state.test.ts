@@ -1,35 +1,15 @@
 import { expect } from 'chai';
-import type { ResellerFacts, UserFacts } from '../../core/enforcement/policy';
+import type { UserFacts } from '../../core/enforcement/policy';
+import { resellerFacts, userFacts } from '../helpers/facts';
 import { allowedNow, desiredUsers, entitled, nextChangeAt, type DesiredUsersInput } from '../../core/reconciler/desired-state';
 
 /** The desired user set of one plugin on one host, as pure functions of facts and the clock. */
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 
-function user(username: string, overrides: Partial<UserFacts> = {}): UserFacts {
-  return {
-    id: 1,
-    username,
-    sub_admin_id: null,
-    is_active: true,
-    activation_type: 'fixed_date',
-    expiry_date: null,
-    first_connection_at: null,
-    data_limit_bytes: 0,
-    upload_bytes: 0,
-    download_bytes: 0,
-    max_clients: 1,
-    pending_activation_days: null,
-    data_limit_reset_strategy: 'no_reset',
-    last_traffic_reset_at: null,
-    created_at: new Date('2026-01-01T00:00:00Z'),
-    protocols: { wireguard: { password: null }, l2tp: { password: `${username}-pass` } },
-    nodes: null,
-    ...overrides,
-  };
-}
-
-const reseller = (overrides: Partial<ResellerFacts> = {}): ResellerFacts => ({ id: 7, is_active: true, total_usage_quota_gb: null, used_traffic_bytes: 0, allowed_servers: '[]', ...overrides });
+const user = (username: string, overrides: Partial<UserFacts> = {}): UserFacts =>
+  userFacts({ username, protocols: { wireguard: { password: null }, l2tp: { password: `${username}-pass` } }, ...overrides });
+const reseller = resellerFacts;
 
 function input(users: UserFacts[], overrides: Partial<DesiredUsersInput> = {}): DesiredUsersInput {
   return {

@@ -11,40 +11,12 @@ import {
   type UserFacts,
 } from '../../core/enforcement/policy';
 import { GiB } from '../../core/services/user-status';
+import { resellerFacts, userFacts } from '../helpers/facts';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 
-function user(overrides: Partial<UserFacts> = {}): UserFacts {
-  return {
-    id: 1,
-    username: 'alice',
-    sub_admin_id: null,
-    is_active: true,
-    activation_type: 'fixed_date',
-    expiry_date: null,
-    first_connection_at: null,
-    data_limit_bytes: 0,
-    upload_bytes: 0,
-    download_bytes: 0,
-    max_clients: 1,
-    pending_activation_days: null,
-    data_limit_reset_strategy: 'no_reset',
-    last_traffic_reset_at: null,
-    created_at: new Date('2026-01-01T00:00:00Z'),
-    protocols: { openvpn: { password: null }, l2tp: { password: 'l2tp-pass' }, cisco: { password: null }, wireguard: { password: null } },
-    nodes: null,
-    ...overrides,
-  };
-}
-
-const reseller = (overrides: Partial<ResellerFacts> = {}): ResellerFacts => ({
-  id: 7,
-  is_active: true,
-  total_usage_quota_gb: null,
-  used_traffic_bytes: 0,
-  allowed_servers: '[]',
-  ...overrides,
-});
+const user = userFacts;
+const reseller = resellerFacts;
 
 let seq = 0;
 const conn = (username: string, connectedAt: number, sourceId = 'openvpn@main', firstSeenMs = 1000): LiveConnectionRef => ({
