@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { QueryTypes } from 'sequelize';
 import type { CoreContext } from '../context';
 import { loadFacts } from '../enforcement/user-facts';
 import type { Logger } from '../logger';
@@ -262,7 +263,7 @@ export class Reconciler {
     if (MATERIAL_COLUMNS.length === 0) return out;
     const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(
       `SELECT username, ${MATERIAL_COLUMNS.join(', ')} FROM users WHERE ${MATERIAL_COLUMNS.map((c) => `${c} IS NOT NULL`).join(' OR ')}`,
-      { type: 'SELECT' as never },
+      { type: QueryTypes.SELECT },
     );
     for (const r of rows) {
       const m: Record<string, string | null> = {};
