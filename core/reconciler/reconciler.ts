@@ -77,8 +77,15 @@ export class Reconciler {
     const { events } = this.ctx;
     this.unsubscribe.push(
       events.on('users.changed', schedule),
-      events.on('users.deleted', ({ usernames }) => void this.revokeCertificates(usernames)),
-      events.on('users.revoked', ({ username }) => void this.revokeCertificates([username])),
+      // Removed users and renewed keys reach plugins at once; certificates follow when the CA is done.
+      events.on('users.deleted', ({ usernames }) => {
+        schedule();
+        void this.revokeCertificates(usernames);
+      }),
+      events.on('users.revoked', ({ username }) => {
+        schedule();
+        void this.revokeCertificates([username]);
+      }),
       events.on('ports.changed', schedule),
       events.on('nodes.changed', schedule),
       events.on('sub_admins.changed', schedule),

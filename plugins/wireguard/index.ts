@@ -570,7 +570,9 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   /** One dump through the ledger; ended periods are reported, the online peers' text returned. */
   private async observe(iface: Iface): Promise<string> {
     const { stdout } = await this.wg(['show', iface.name, 'dump']);
-    const seen = iface.ledger.observe(stdout, Math.floor(this.ctx.clock.now().getTime() / 1000));
+    // Handshake times in the dump are the host's wall clock, not domain time (which tests
+    // freeze): a peer's age is judged against real time.
+    const seen = iface.ledger.observe(stdout, Math.floor(Date.now() / 1000));
     for (const e of seen.ended) this.report(e, iface.peers.get(e.publicKey)?.username ?? this.peerNames.get(e.publicKey) ?? '');
     if (seen.malformed) this.ctx.logger.warn({ interface: iface.name, malformed: seen.malformed }, 'unexpected lines in wg show dump');
     return seen.text;
