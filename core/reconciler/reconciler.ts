@@ -225,8 +225,10 @@ export class Reconciler {
         };
         const digest = createHash('sha256').update(JSON.stringify(state)).digest('hex');
         if (this.applied.get(plugin.id) !== digest) {
-          await this.claimPorts(plugin, state);
+          await this.claimPorts(plugin, state.listeners);
           await plugin.instance.apply(state);
+          // Anything else it listens on (beyond the listeners it was given) is claimed and opened too.
+          await this.claimPorts(plugin, await plugin.instance.ports());
           this.applied.set(plugin.id, digest);
           this.log.debug({ plugin: plugin.id, users: state.users.length, listeners: state.listeners.length }, 'desired state applied');
         }
@@ -247,9 +249,9 @@ export class Reconciler {
    * (ocserv on 443/tcp beside an OpenVPN custom port) is refused with the owner's name instead
    * of failing inside the daemon; the firewall then opens what the registry holds.
    */
-  private async claimPorts(plugin: Available, state: DesiredState): Promise<void> {
-    if (state.listeners.length === 0) return;
-    const claims = state.listeners.map((l) => ({ server: plugin.serverId, port: l.port, protocol: l.protocol, owner: plugin.protocol }));
+  private async claimPorts(plugin: Available, ports: ReadonlyArray<{ port: number; protocol: 'tcp' | 'udp' }>): Promise<void> {
+    if (ports.length === 0) return;
+    const claims = ports.map((l) => ({ server: plugin.serverId, port: l.port, protocol: l.protocol, owner: plugin.protocol }));
     const before = await this.services.portRegistry.list();
     await this.ctx.db.transaction((transaction) => this.services.portRegistry.claim(claims, transaction));
     const held = new Set(before.map((c) => `${c.server}/${c.port}/${c.protocol}`));
