@@ -73,10 +73,16 @@ forEachDatabase((kind) => {
       const log: string[] = [];
       let active = 0;
       let maxActive = 0;
+      // a1 holds until b1 has started (bounded): proves other targets run beside it without
+      // betting on how long the enqueues take on a busy machine.
+      let b1Started!: () => void;
+      const b1 = new Promise<void>((r) => (b1Started = r));
       q.register<{ name: string }>('test.step', async (job) => {
         active++;
         maxActive = Math.max(maxActive, active);
         log.push(`start ${job.payload.name}`);
+        if (job.payload.name === 'b1') b1Started();
+        if (job.payload.name === 'a1') await Promise.race([b1, new Promise((r) => setTimeout(r, 3000))]);
         await new Promise((r) => setTimeout(r, 30));
         log.push(`end ${job.payload.name}`);
         active--;
