@@ -109,6 +109,28 @@ export async function loadFacts(usernames: Iterable<string> | 'all', transaction
   return { users, resellers };
 }
 
+/**
+ * Every user's facts (with the material columns named), page by page in id order, so a pass
+ * over 100k users holds one page at a time instead of the whole table.
+ */
+export async function forEachFactsPage(
+  extraColumns: readonly string[],
+  visit: (page: Array<{ facts: UserFacts; extra: Record<string, unknown> }>) => void,
+  pageSize = 5000,
+): Promise<void> {
+  const sequelize = User.sequelize!;
+  const extra = extraColumns.map((c) => `, u.${c}`).join('');
+  const sql = FACTS_SQL.replace(' FROM users u', `, u.id AS page_id${extra} FROM users u`);
+  let last = 0;
+  for (;;) {
+    const rows = await sequelize.query<Record<string, unknown>>(`${sql} WHERE u.id > $1 ORDER BY u.id LIMIT ${Number(pageSize)}`, { type: QueryTypes.SELECT, bind: [last] });
+    if (rows.length === 0) return;
+    visit(rows.map((r) => ({ facts: toUserFacts(r), extra: Object.fromEntries(extraColumns.map((c) => [c, r[c]])) })));
+    last = Number(rows[rows.length - 1]!.page_id);
+    if (rows.length < pageSize) return;
+  }
+}
+
 export async function loadResellers(ids: number[] | 'all', transaction?: Transaction): Promise<Map<number, ResellerFacts>> {
   const out = new Map<number, ResellerFacts>();
   if (ids !== 'all' && ids.length === 0) return out;

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import { QueryTypes } from 'sequelize';
 import type { CoreContext } from '../context';
-import { loadFacts } from '../enforcement/user-facts';
+import { forEachFactsPage, loadResellers } from '../enforcement/user-facts';
 import type { Logger } from '../logger';
 import type { PanelPki } from '../pki';
 import type { PluginRegistry, RegisteredPlugin } from '../plugin/registry';
-import type { DesiredState, ProtocolPluginInstance, ServerSettingKey } from '../plugin/types';
+import type { DesiredState, DesiredUser, ProtocolPluginInstance, ServerSettingKey } from '../plugin/types';
 import { MATERIAL_COLUMNS } from '../protocols/table';
 import type { Services } from '../services';
 import { desiredUsers, nextChangeAt } from './desired-state';
@@ -200,30 +199,44 @@ export class Reconciler {
     if (plugins.length === 0) return;
     const now = this.ctx.clock.now();
     this.lastConnections = this.connectionDigest();
-    const facts = await loadFacts('all');
-    const material = await this.loadMaterial();
+    const resellers = await loadResellers('all');
     const settings = await this.settingsFor(plugins);
-    this.nextTimeChange = nextChangeAt(facts.users.values(), now);
-    this.armTimeTimer(this.nextTimeChange);
-    for (const plugin of plugins) {
-      try {
-        const caps = plugin.capabilities!;
-        const state: DesiredState = {
-          users: desiredUsers({
+    // Users are read a page at a time and each plugin's desired users (small objects) collected:
+    // a pass over 100k users never holds every user's facts at once.
+    const wanted = new Map<string, DesiredUser[]>(plugins.map((p) => [p.id, []]));
+    let nextChange: number = Number.POSITIVE_INFINITY;
+    await forEachFactsPage(MATERIAL_COLUMNS, (page) => {
+      const material = new Map(page.map((u) => [u.facts.username, u.extra as Record<string, string | null>]));
+      const users = page.map((u) => u.facts);
+      const due = nextChangeAt(users, now);
+      if (due) nextChange = Math.min(nextChange, due.getTime());
+      for (const plugin of plugins) {
+        wanted.get(plugin.id)!.push(
+          ...desiredUsers({
             protocol: plugin.protocol,
             serverId: plugin.serverId,
-            gatesLogins: caps.gatesLogins,
-            users: facts.users.values(),
-            resellerOf: (id) => facts.resellers.get(id),
+            gatesLogins: plugin.capabilities!.gatesLogins,
+            users,
+            resellerOf: (id) => resellers.get(id),
             materialOf: (u) => material.get(u),
             connectionSourcesOf: (u) => this.connections.sessionsOf(u).map((c) => c.sourceId),
             now,
             openSecret: (s) => this.ctx.secrets.open(s),
           }),
+        );
+      }
+    });
+    this.nextTimeChange = Number.isFinite(nextChange) ? new Date(nextChange) : null;
+    this.armTimeTimer(this.nextTimeChange);
+    for (const plugin of plugins) {
+      try {
+        const caps = plugin.capabilities!;
+        const state: DesiredState = {
+          users: wanted.get(plugin.id)!.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0)),
           listeners: caps.takesListeners ? await this.services.servers.listenersOf(plugin.protocol, plugin.serverId) : [],
           settings: Object.fromEntries(caps.settings.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]!])),
         };
-        const digest = createHash('sha256').update(JSON.stringify(state)).digest('hex');
+        const digest = digestOf(state);
         if (this.applied.get(plugin.id) !== digest) {
           await this.claimPorts(plugin, state.listeners);
           await plugin.instance.apply(state);
@@ -266,22 +279,6 @@ export class Reconciler {
     return out;
   }
 
-  /** Public material columns of every user that has any (one query). */
-  private async loadMaterial(): Promise<Map<string, Record<string, string | null>>> {
-    const out = new Map<string, Record<string, string | null>>();
-    if (MATERIAL_COLUMNS.length === 0) return out;
-    const rows = await this.ctx.db.sequelize.query<Record<string, unknown>>(
-      `SELECT username, ${MATERIAL_COLUMNS.join(', ')} FROM users WHERE ${MATERIAL_COLUMNS.map((c) => `${c} IS NOT NULL`).join(' OR ')}`,
-      { type: QueryTypes.SELECT },
-    );
-    for (const r of rows) {
-      const m: Record<string, string | null> = {};
-      for (const c of MATERIAL_COLUMNS) m[c] = r[c] == null ? null : String(r[c]);
-      out.set(String(r.username), m);
-    }
-    return out;
-  }
-
   /**
    * A deleted or revoked user's certificate goes into the CRL at once (its profile stops
    * working on every server on the next connection attempt) and a later user of the same name
@@ -299,4 +296,12 @@ export class Reconciler {
     this.ctx.events.emit('pki.changed', {});
     this.schedule();
   }
+}
+
+/** A state's fingerprint, hashed user by user (no 100k-user JSON string in memory). */
+function digestOf(state: DesiredState): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([state.listeners, state.settings]));
+  for (const u of state.users) hash.update(JSON.stringify(u));
+  return hash.digest('hex');
 }
