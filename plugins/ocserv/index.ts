@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
@@ -59,6 +59,12 @@ export const ocservConfigSchema = z.object({
   certificatePath: z.string().optional(),
   keyPath: z.string().optional(),
   listenHost: z.string().optional(),
+  /**
+   * Where ocserv's sockets live. Its workers run as `runAsUser` and must reach the sec-mod
+   * socket, so this directory and its parents must be traversable by that user (a 0700 state
+   * directory is not); default `/run/pg-ocserv/<hash of the state directory>`.
+   */
+  runDir: z.string().optional(),
   runAsUser: z.string().default('nobody'),
   runAsGroup: z.string().default('nogroup'),
   /** ocserv's seccomp worker isolation; some kernels/containers refuse it. */
@@ -170,6 +176,8 @@ export class OcservPlugin implements ProtocolPluginInstance {
     if ((this.config.certificatePath === undefined) !== (this.config.keyPath === undefined)) throw invalid('certificatePath and keyPath go together');
     this.serverCommonName = assertCommonName(this.config.serverCommonName ?? `ocserv.${this.serverId}`, 'serverCommonName');
     const p = (...parts: string[]) => path.posix.join(stateDir, ...parts);
+    const runDir = assertSafePath(this.config.runDir ?? `/run/pg-ocserv/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`, 'runDir');
+    const r = (name: string) => path.posix.join(runDir, name);
     this.paths = {
       conf: p('ocserv.conf'),
       passwd: p('ocpasswd'),
@@ -177,9 +185,9 @@ export class OcservPlugin implements ProtocolPluginInstance {
       ended: p('ended'),
       reported: p('ended-reported.json'),
       script: p('disconnect.sh'),
-      socket: p('run', 'ocserv.sock'),
-      occtlSocket: p('run', 'occtl.sock'),
-      pid: p('run', 'ocserv.pid'),
+      socket: r('ocserv.sock'),
+      occtlSocket: r('occtl.sock'),
+      pid: r('ocserv.pid'),
       cert: this.config.certificatePath ? assertSafePath(this.config.certificatePath, 'certificatePath') : p('pki', 'server.crt'),
       key: this.config.keyPath ? assertSafePath(this.config.keyPath, 'keyPath') : p('pki', 'server.key'),
     };
