@@ -137,4 +137,26 @@ describe('Cisco AnyConnect end to end (REST API → real ocserv + openconnect in
     await until(() => again.exited(), 'the reconnect to be refused', 20_000, 200);
     expect(await again.up()).to.equal(false);
   });
+
+  it('a session the client ends between two ticks is counted from the disconnect hook, exactly once', async () => {
+    await createUser({ username: 'dave' });
+    const c = await connect('dave');
+    await until(() => c.up(), 'the tunnel', 30_000, 200);
+    await tick();
+    execFileSync('ip', ['netns', 'exec', lab.ns('oe2c'), 'ping', '-q', '-c', '200', '-i', '0.005', '-s', '1000', TUNNEL_SERVER], { stdio: 'ignore' });
+    const own = await c.counters();
+    await c.stop();
+    await until(async () => {
+      await tick();
+      return !(await detail('dave')).is_online;
+    }, 'dave to be offline', 20_000, 300);
+    await h.core.accounting.flushEvents();
+    await tick();
+    const d = await detail('dave');
+    expect(d.upload_bytes, 'upload vs the client tx').to.be.closeTo(own.tx, own.tx * 0.05);
+    expect(d.download_bytes, 'download vs the client rx').to.be.closeTo(own.rx, own.rx * 0.05);
+    await tick();
+    await tick();
+    expect((await detail('dave')).upload_bytes, 'not counted again').to.equal(d.upload_bytes);
+  });
 });
