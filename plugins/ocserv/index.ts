@@ -15,6 +15,7 @@ import {
   parseIpv4Subnet,
   parseStatusText,
   ProcessSupervisor,
+  supervisorBackoffConfig,
   runChecked,
   SerialLock,
   unavailable,
@@ -82,8 +83,7 @@ export const ocservConfigSchema = z.object({
   cookieTimeoutSec: z.number().int().min(10).max(86400).default(300),
   maxBanScore: z.number().int().min(0).max(100000).default(80),
   logLevel: z.number().int().min(0).max(9).default(1),
-  restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
-  restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+  ...supervisorBackoffConfig,
   startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
   commandTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
 });

@@ -9,6 +9,7 @@ import {
   notFound,
   parseStatusText,
   ProcessSupervisor,
+  supervisorBackoffConfig,
   runChecked,
   sameSecret,
   SerialLock,
@@ -53,8 +54,7 @@ export const openVpnConfigSchema = z.object({
   /** Default `remote` host of client profiles; also put in the server certificate's SANs. */
   publicHost: z.string().optional(),
   openvpnPath: z.string().default('openvpn'),
-  restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
-  restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+  ...supervisorBackoffConfig,
   managementTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
   /** How long apply() waits for each new instance's management interface. */
   startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),

@@ -14,6 +14,7 @@ import {
   notFound,
   parseIpv4Subnet,
   ProcessSupervisor,
+  supervisorBackoffConfig,
   runChecked,
   SerialLock,
   unavailable,
@@ -52,8 +53,7 @@ export const wireGuardConfigSchema = z.object({
   publicHost: z.string().optional(),
   /** A peer is online while its latest handshake is younger than this (WireGuard's 180 s). */
   onlineWindowSec: z.number().int().min(10).max(3600).default(ONLINE_WINDOW_SEC),
-  restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
-  restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+  ...supervisorBackoffConfig,
   /** How long a start may take until the interface answers. */
   startTimeoutMs: z.number().int().min(100).max(120_000).default(15_000),
   /** UAPI socket directory of wireguard-go (fixed by wg and wireguard-go). */

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { z } from 'zod';
 import type { Host, HostProcess, HostProcessExit } from '../../hosts/host';
 import type { Logger } from '../../logger';
 
@@ -228,3 +229,12 @@ async function within<T>(p: Promise<T>, ms: number): Promise<boolean> {
   clearTimeout(timer);
   return r;
 }
+
+/**
+ * The restart backoff settings every supervised daemon's plugin offers, spread into its config
+ * schema: `z.object({ ...supervisorBackoffConfig, … })`.
+ */
+export const supervisorBackoffConfig = {
+  restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
+  restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+};
