@@ -10,6 +10,10 @@ PKGS=(
   openssl               # the panel's CA (core/pki)
   ocserv openconnect gnutls-bin  # Cisco AnyConnect plugin (ocserv) and its real client
   nftables              # Firewall service (own table inet polygate)
+  strongswan strongswan-swanctl libcharon-extra-plugins libcharon-extauth-plugins
+  libstrongswan-extra-plugins libstrongswan-standard-plugins  # L2TP/IPsec + IKEv2 (standard plugins: without them charon cannot negotiate; extra: gcrypt's MD4/DES for MSCHAPv2)
+  xl2tpd ppp            # L2TP LNS and pppd's hook contract
+  prometheus            # promtool check metrics
   iproute2              # network namespaces and veth pairs for integration tests
   openssh-server        # real sshd for node preflight and SshHost tests
   chromium              # headless browser check of /docs
