@@ -79,6 +79,13 @@ export interface DesiredUser {
    * WireGuard's `publicKey` and `address`. Only public parts reach a server.
    */
   material: Readonly<Record<string, string>>;
+  /**
+   * For a plugin that does not gate logins: how many sessions its daemon may let this user
+   * hold at once — `max_clients` less the user's connections on every other protocol and
+   * server. Absent when unlimited. Daemons that can cap per-user sessions themselves (ocserv's
+   * `max-same-clients`) close the window between two logins and the next tick.
+   */
+  maxSessions?: number;
 }
 
 /** Server-wide settings a plugin may declare it needs (`capabilities.settings`). */

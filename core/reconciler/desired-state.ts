@@ -51,7 +51,8 @@ export function desiredUsers(input: DesiredUsersInput): DesiredUser[] {
   for (const user of input.users) {
     const reseller = user.sub_admin_id == null ? null : input.resellerOf(user.sub_admin_id);
     if (!entitled(user, reseller, input.protocol, input.serverId)) continue;
-    if (!input.gatesLogins && !allowedNow(user, reseller, sourceId, input.connectionSourcesOf(user.username), input.now)) continue;
+    const sources = input.gatesLogins ? [] : input.connectionSourcesOf(user.username);
+    if (!input.gatesLogins && !allowedNow(user, reseller, sourceId, sources, input.now)) continue;
     const material: Record<string, string> = {};
     const columns = input.materialOf(user.username);
     let complete = true;
@@ -63,6 +64,11 @@ export function desiredUsers(input: DesiredUsersInput): DesiredUser[] {
     // A user whose material is not there yet (its address is being leased) cannot be configured.
     if (!complete) continue;
     const desired: DesiredUser = { username: user.username, material };
+    if (!input.gatesLogins && Number.isFinite(clientLimit(user))) {
+      const elsewhere = sources.filter((s) => s !== sourceId).length;
+      // Never below one: a user already here over its limit is cut by enforcement, newest first.
+      desired.maxSessions = Math.max(1, clientLimit(user) - elsewhere);
+    }
     const stored = user.protocols[input.protocol]?.password;
     if (stored) desired.password = input.openSecret && stored.startsWith('v1.') ? input.openSecret(stored) : stored;
     out.push(desired);

@@ -126,7 +126,9 @@ interface Paths {
  * Node: no password on an argv or in a shell), ocserv is told `occtl reload`, and the sessions
  * of users no longer listed are cut with `occtl disconnect id`. Enforcement is by omission, so
  * it works on a node with no way back to core, and a panel that is down lets nobody new in
- * beyond what it last allowed. Per-user limits go to `config-per-user`.
+ * beyond what it last allowed. Core's `maxSessions` (the user's room under `max_clients` once
+ * its sessions elsewhere are counted) goes to the user's `config-per-user` file as
+ * `max-same-clients`, so two logins between ticks cannot both pass.
  *
  * Accounting: `occtl --json show users` (run in the server's namespace) is handed raw to the
  * native parser, scope `<serverId>:<runId>` where the run id is new at every ocserv start, so
@@ -226,8 +228,8 @@ export class OcservPlugin implements ProtocolPluginInstance {
         this.ctx.logger.warn({ username: u.username }, 'user skipped: no Cisco password');
         continue;
       }
-      const max = u.material?.maxClients;
-      users.push({ username: u.username, password: u.password, ...(max !== undefined && /^[1-9]\d{0,4}$/.test(max) ? { maxSameClients: Number(max) } : {}) });
+      const max = u.maxSessions;
+      users.push({ username: u.username, password: u.password, ...(Number.isInteger(max) && max! >= 1 && max! <= 65535 ? { maxSameClients: max } : {}) });
     }
     await this.lock.run(async () => {
       this.users = new Set(users.map((u) => u.username));

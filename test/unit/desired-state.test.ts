@@ -40,7 +40,7 @@ describe('desired state (pure)', () => {
     ];
     const out = desiredUsers(input(users));
     expect(out.map((u) => u.username)).to.deep.equal(['active', 'on_hold']);
-    expect(out[0]).to.deep.equal({ username: 'active', material: { publicKey: 'active-pub', address: '10.66.0.2/32' } });
+    expect(out[0]).to.deep.equal({ username: 'active', material: { publicKey: 'active-pub', address: '10.66.0.2/32' }, maxSessions: 1 });
   });
 
   it('a daemon that gates logins gets every entitled user: authorize refuses the rest at login', () => {
@@ -50,7 +50,7 @@ describe('desired state (pure)', () => {
 
   it('passwords go with the user (sealed ones opened); users whose material is missing are left out', () => {
     const u = user('sealed', { protocols: { l2tp: { password: 'v1.box' } } });
-    const out = desiredUsers(input([u, user('plain')], { protocol: 'l2tp', openSecret: (s) => (s === 'v1.box' ? 'opened' : s) }));
+    const out = desiredUsers(input([u, user('plain')], { protocol: 'l2tp', gatesLogins: true, openSecret: (s) => (s === 'v1.box' ? 'opened' : s) }));
     expect(out).to.deep.equal([
       { username: 'plain', password: 'plain-pass', material: {} },
       { username: 'sealed', password: 'opened', material: {} },
@@ -65,6 +65,15 @@ describe('desired state (pure)', () => {
     expect(allowedNow(u, null, 'wireguard@main', ['wireguard@main'], NOW)).to.equal(true);
     expect(allowedNow({ ...u, max_clients: 2 }, null, 'wireguard@main', ['openvpn@main'], NOW)).to.equal(true);
     expect(allowedNow({ ...u, max_clients: 0 }, null, 'wireguard@main', ['a@x', 'b@y', 'c@z'], NOW), '0 = no limit').to.equal(true);
+  });
+
+  it('a login-less daemon is told the room left under max_clients once sessions elsewhere are counted', () => {
+    const sessions: Record<string, string[]> = { two: ['openvpn@main'], here: ['wireguard@main', 'openvpn@node_1', 'l2tp@main'] };
+    const users = [user('free', { max_clients: 0 }), user('three', { max_clients: 3 }), user('two', { max_clients: 2 }), user('here', { max_clients: 2 })];
+    const out = desiredUsers(input(users, { connectionSourcesOf: (u) => sessions[u] ?? [] }));
+    const room = Object.fromEntries(out.map((u) => [u.username, u.maxSessions]));
+    expect(room).to.deep.equal({ free: undefined, three: 3, two: 1, here: 1 });
+    expect(desiredUsers(input(users, { gatesLogins: true }))[0]).to.not.have.property('maxSessions');
   });
 
   it('one server rule: pins narrowed by the reseller allow-list, everywhere', () => {
