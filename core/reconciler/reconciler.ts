@@ -83,7 +83,7 @@ export class Reconciler {
       }),
       events.on('users.revoked', ({ username }) => {
         schedule();
-        void this.revokeCertificates([username]);
+        void this.revokeCertificates([username]).then(() => this.endRevokedSessions(username));
       }),
       events.on('ports.changed', schedule),
       events.on('nodes.changed', schedule),
@@ -277,6 +277,25 @@ export class Reconciler {
     if (wanted.has('ipsec_psk')) out.ipsec_psk = (await this.services.settings.ipsecPsk()) ?? undefined;
     if (wanted.has('pki_crl')) out.pki_crl = await this.pki.crl();
     return out;
+  }
+
+  /**
+   * After a revoke every daemon holds the user's new credentials; the sessions opened with the
+   * old ones end now (a client that comes back must use what the new page shows). One shot:
+   * unlike enforcement's cuts there is no state that keeps the user out afterwards.
+   */
+  private async endRevokedSessions(username: string): Promise<void> {
+    await this.idle();
+    const sources = new Set(this.connections.sessionsOf(username).map((c) => c.sourceId));
+    for (const plugin of this.plugins.available()) {
+      if (!sources.has(plugin.id)) continue;
+      try {
+        await plugin.instance.disconnect({ username });
+        this.log.info({ username, source: plugin.id }, 'sessions opened with revoked credentials ended');
+      } catch (err) {
+        this.log.warn({ username, source: plugin.id, err: (err as Error).message }, 'ending revoked sessions failed; the next apply keeps the old credentials out');
+      }
+    }
   }
 
   /**

@@ -252,6 +252,16 @@ export function editableOf(row: UserRow): EditableUser {
   return out;
 }
 
+/**
+ * Fresh passwords for every enabled protocol that has one, as column → value: a revoke ends
+ * everything the old subscription page showed, and it showed these.
+ */
+export function renewedPasswords(user: EditableUser): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of PROTOCOLS) if (p.columns.password && user.protocols[p.id].enabled) out[p.columns.password] = generatePassword();
+  return out;
+}
+
 /** Row values as written through the model: `nodes` as JSON text, protocols in their columns. */
 export function toAttributes(user: EditableUser): Record<string, unknown> {
   const { protocols, ...rest } = user;

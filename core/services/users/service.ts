@@ -18,6 +18,7 @@ import {
   isWhole,
   MAX_BULK_COUNT,
   missingMaterial,
+  renewedPasswords,
   NEW_USER_DEFAULTS,
   NOT_FOUND,
   NOT_FOUND_REVOKE,
@@ -213,8 +214,11 @@ export class UsersService {
       await SubscriptionToken.update({ revoked_at: now }, { where: { user_id: user.id, revoked_at: null }, transaction });
       const fresh = randomKey(32);
       await SubscriptionToken.create({ user_id: user.id, token: fresh, revoked_at: null }, { transaction });
-      // Keys core keeps (WireGuard's) are replaced too: the old config stops working on the next apply.
-      const renewed = missingMaterial(editableOf(readUserRow(user.get({ plain: true }) as unknown as Record<string, unknown>)), null);
+      // Every credential the old page showed is replaced (protocol passwords, keys core keeps
+      // such as WireGuard's): the old config stops working on the next apply, and the
+      // reconciler then ends the sessions opened with it.
+      const editable = editableOf(readUserRow(user.get({ plain: true }) as unknown as Record<string, unknown>));
+      const renewed = { ...missingMaterial(editable, null), ...renewedPasswords(editable) };
       if (Object.keys(renewed).length) await user.update(renewed, { transaction });
       return { token: fresh, reseller: await this.resellerRow(user.sub_admin_id ?? null, transaction) };
     });
