@@ -26,6 +26,23 @@ export interface CustomerField {
   readonly from: { readonly column: string } | { readonly setting: 'ipsec_psk' };
 }
 
+export type ClientPlatform = 'android' | 'ios' | 'windows' | 'macos' | 'linux';
+
+/** A client app customers install (or the system's own VPN settings, `builtin`). */
+export interface ClientApp {
+  readonly name: string;
+  readonly platforms: readonly ClientPlatform[];
+  /** The settings screen every phone and computer has: the page words it per language. */
+  readonly builtin?: boolean;
+  readonly url?: string;
+}
+
+/**
+ * Which setup steps the subscription page shows; the steps themselves are per language in
+ * api/pages/i18n, so a protocol that sets up like an existing one needs no new text.
+ */
+export type SetupKind = 'import-profile' | 'scan-config' | 'builtin-psk' | 'server-login';
+
 export interface ProtocolSpec {
   readonly id: ProtocolId;
   /** What operators and customers read: `OpenVPN`, `Cisco AnyConnect`. */
@@ -86,6 +103,15 @@ export interface ProtocolSpec {
    */
   readonly customer: {
     readonly fields: readonly CustomerField[];
+    /** How a server is typed into a client: the host alone (fixed ports), `host:port`, or an `https://` URL. */
+    readonly dial: 'host' | 'host-port' | 'https-url';
+    /**
+     * Values of the rendered client config that customers also type by hand (a certificate
+     * pin): `line` is the config's `line=value` key; shown per server under `key`.
+     */
+    readonly configFields?: ReadonlyArray<{ readonly key: string; readonly label: string; readonly line: string }>;
+    readonly setup: SetupKind;
+    readonly apps: readonly ClientApp[];
   };
   /** Credentials core makes when the protocol is enabled for a user without them (column → value). */
   generateMaterial?(): Record<string, string>;
@@ -109,7 +135,15 @@ const table = [
     defaultPorts: [{ port: 1194, protocol: 'udp' }],
     defaultClientPool: '10.8.0.0/16',
     poolConfigKey: 'openvpnSubnetPool',
-    customer: { fields: [] },
+    customer: {
+      fields: [],
+      dial: 'host-port',
+      setup: 'import-profile',
+      apps: [
+        { name: 'OpenVPN Connect', platforms: ['android', 'ios', 'windows', 'macos'], url: 'https://openvpn.net/client/' },
+        { name: 'OpenVPN (NetworkManager)', platforms: ['linux'] },
+      ],
+    },
   },
   {
     id: 'l2tp',
@@ -125,7 +159,15 @@ const table = [
     ],
     defaultClientPool: '10.10.0.0/16',
     poolConfigKey: 'l2tpSubnetPool',
-    customer: { fields: [{ key: 'psk', label: 'Pre-shared key (PSK)', from: { setting: 'ipsec_psk' } }] },
+    customer: {
+      fields: [{ key: 'psk', label: 'Pre-shared key (PSK)', from: { setting: 'ipsec_psk' } }],
+      dial: 'host',
+      setup: 'builtin-psk',
+      apps: [
+        { name: 'L2TP/IPsec PSK', platforms: ['windows', 'macos', 'ios', 'android'], builtin: true },
+        { name: 'NetworkManager-l2tp', platforms: ['linux'] },
+      ],
+    },
   },
   {
     id: 'cisco',
@@ -141,7 +183,16 @@ const table = [
     ],
     defaultClientPool: '10.12.0.0/16',
     poolConfigKey: 'ciscoSubnetPool',
-    customer: { fields: [] },
+    customer: {
+      fields: [],
+      dial: 'https-url',
+      configFields: [{ key: 'certificate_pin', label: 'Server certificate pin', line: 'servercert' }],
+      setup: 'server-login',
+      apps: [
+        { name: 'Cisco Secure Client (AnyConnect)', platforms: ['android', 'ios', 'windows', 'macos'] },
+        { name: 'OpenConnect', platforms: ['linux', 'windows'], url: 'https://www.infradead.org/openconnect/' },
+      ],
+    },
   },
   {
     id: 'wireguard',
@@ -164,6 +215,9 @@ const table = [
         { key: 'address', label: 'Address', from: { column: 'wg_address' } },
         { key: 'public_key', label: 'Public key', from: { column: 'wg_public_key' } },
       ],
+      dial: 'host-port',
+      setup: 'scan-config',
+      apps: [{ name: 'WireGuard', platforms: ['android', 'ios', 'windows', 'macos', 'linux'], url: 'https://www.wireguard.com/install/' }],
     },
     generateMaterial() {
       const pair = generateWireGuardKeyPair();
