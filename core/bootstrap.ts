@@ -1,10 +1,11 @@
+import type { Transaction } from 'sequelize';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AccountingEngine } from './accounting/engine';
 import { systemClock, type Clock } from './clock';
-import type { Config } from './config';
+import { defaultPortsOf, portConfigKey, type Config } from './config';
 import { emptyLiveView, type CoreContext } from './context';
 import { openDatabase, Setting } from './db';
 import { DomainEvents } from './events';
@@ -136,14 +137,24 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
   }
 
   await db.transaction(async (transaction) => {
+    const listener = defaultPortsOf(config, PORTS_TABLE_PROTOCOL)[0]!;
     const defaults: Record<string, string> = {
       [IPSEC_PSK_SETTING]: randomKey(24),
-      [DEFAULT_LISTENER_PORT_SETTING]: String(PORTS_TABLE_PROTOCOL.defaultPorts[0]!.port),
-      [DEFAULT_LISTENER_TRANSPORT_SETTING]: PORTS_TABLE_PROTOCOL.defaultPorts[0]!.protocol,
+      [DEFAULT_LISTENER_PORT_SETTING]: String(listener.port),
+      [DEFAULT_LISTENER_TRANSPORT_SETTING]: listener.protocol,
     };
     for (const [key, value] of Object.entries(defaults)) {
       const existing = await Setting.findByPk(key, { transaction });
       if (!existing) await Setting.create({ key, value }, { transaction });
+    }
+    // A configured listener port wins over the one stored at an earlier start (as the panel's
+    // own port does); unset, the stored one stays, so upgrading moves nothing.
+    if ((config as unknown as Record<string, unknown>)[portConfigKey(PORTS_TABLE_PROTOCOL)] !== undefined) {
+      const before = await services.servers.mainDefaultListener(transaction);
+      if (before.port !== listener.port) {
+        await Setting.upsert({ key: DEFAULT_LISTENER_PORT_SETTING, value: String(listener.port) }, { transaction });
+        await releaseUnlessCustom(before, transaction);
+      }
     }
     // The panel's own port moves with the configuration: drop the old claim, take the new one.
     await services.portRegistry.release({ owner: 'panel' }, transaction);
@@ -157,6 +168,13 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     );
   });
   return core;
+
+  /** Drops the main server's old default-listener claim, unless a custom port of the ports table still uses it. */
+  async function releaseUnlessCustom(old: { port: number; transport: 'tcp' | 'udp' }, transaction: Transaction): Promise<void> {
+    const custom = await services.servers.endpoints(transaction);
+    if (custom.some((e) => !e.isDefault && e.serverId === 'main' && e.port === old.port && e.transport === old.transport)) return;
+    await services.portRegistry.release({ owner: PORTS_TABLE_PROTOCOL.id, server: 'main', port: old.port, protocol: old.transport }, transaction);
+  }
 }
 
 function loadOrCreateSecretKey(dataDir: string): Buffer {

@@ -1,9 +1,9 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/server';
 import { ResellerListeners } from '../api/listeners';
 import { bootstrapCore, type Core } from './bootstrap';
-import type { Config } from './config';
+import { settingName, type Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
 import type { Logger } from './logger';
@@ -26,6 +26,23 @@ export interface DaemonHandle {
 export async function startDaemon(config: Config, logger: Logger): Promise<DaemonHandle> {
   const core = await bootstrapCore(config, { logger });
   const { services, ctx } = core;
+
+  // The panel's port is taken before anything else starts, so a second instance on the same
+  // port stops here instead of starting VPN daemons beside the first one's. Requests that
+  // arrive while the rest starts wait for it.
+  let started!: () => void;
+  const ready = new Promise<void>((resolve) => (started = resolve));
+  const app = createApp(services);
+  const server = createServer((req, res) => {
+    ready.then(() => app(req, res));
+  });
+  try {
+    await listenOrExplain(server, config.port, config.host);
+  } catch (err) {
+    await core.close();
+    throw err;
+  }
+  const port = (server.address() as AddressInfo).port;
   // Resumes queued background jobs and marks those a crash interrupted.
   await services.nodes.jobs.start();
 
@@ -72,12 +89,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // Accounting + enforcement tick loop over every registered plugin.
   await core.accounting.start();
 
-  const app = createApp(services);
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
-  const port = (server.address() as AddressInfo).port;
+  started();
 
   const listeners = config.resellerListeners === 'on' ? new ResellerListeners(services, { host: config.host }) : null;
   await listeners?.sync();
@@ -108,4 +120,34 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       return stopping;
     },
   };
+}
+
+/** A start-up failure the operator fixes by changing a setting; the message says which and how. */
+export class StartupError extends Error {}
+
+/** Listens, or rejects with what to change: the setting (POLYGATE_PORT / POLYGATE_HOST) and the value at fault. */
+function listenOrExplain(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      const at = `${host}:${port}`;
+      const portSetting = settingName('port');
+      if (err.code === 'EADDRINUSE') {
+        reject(new StartupError(`${portSetting}: port ${port} is already in use on ${host} (another polygate or another program listens on ${at}). Stop it or set ${portSetting} to a free port.`));
+      } else if (err.code === 'EACCES') {
+        reject(new StartupError(`${portSetting}: port ${port} needs privileges this process does not have. Run as root or set ${portSetting} to a port above 1023.`));
+      } else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') {
+        reject(new StartupError(`${settingName('host')}: ${host} is not an address of this machine. Set it to one of its addresses, or 0.0.0.0 for all.`));
+      } else {
+        reject(new StartupError(`Cannot listen on ${at} (${settingName('host')}, ${portSetting}): ${err.message}`));
+      }
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
 }

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from './config';
-import { startDaemon } from './daemon';
+import { startDaemon, StartupError } from './daemon';
 import { logger } from './logger';
 
 /** `npm start`: boot, say where to reach the panel and its key, stop cleanly on SIGTERM/SIGINT. */
@@ -49,6 +49,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  if (err instanceof StartupError) {
+    // A setting to change, not a bug: the message names it; no stack trace to wade through.
+    logger.fatal({ reason: err.message }, 'polygate failed to start');
+    process.stderr.write(`polygate failed to start: ${err.message}\n`);
+    process.exit(2);
+  }
   logger.fatal({ err }, 'polygate failed to start');
   process.stderr.write(`polygate failed to start: ${(err as Error).message}\n`);
   process.exit(1);

@@ -1,11 +1,20 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { PROTOCOLS } from '../protocols/table';
+import { PROTOCOLS, type DefaultPort, type ProtocolSpec } from '../protocols/table';
 
 /** One client-pool setting per protocol: `POLYGATE_<PROTOCOL>_SUBNET_POOL` (default: the protocol table's pool). */
 const poolSettings = Object.fromEntries(PROTOCOLS.map((p) => [p.poolConfigKey, z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/16').optional()]));
 const poolEnvNames = Object.fromEntries(PROTOCOLS.map((p) => [p.poolConfigKey, `POLYGATE_${p.id.toUpperCase()}_SUBNET_POOL`]));
+
+/** The settings key of a protocol's listener port, e.g. `wireguardPort` (`POLYGATE_WIREGUARD_PORT`). */
+export const portConfigKey = (spec: ProtocolSpec): string => `${spec.id}Port`;
+/** One listener-port setting per protocol, generated from the table so a protocol never lacks one. */
+const portSettings = Object.fromEntries(PROTOCOLS.map((p) => [portConfigKey(p), z.coerce.number().int().min(1).max(65535).optional()]));
+const portEnvNames = Object.fromEntries(PROTOCOLS.map((p) => [portConfigKey(p), `POLYGATE_${p.id.toUpperCase()}_PORT`]));
+
+/** Words of POLYGATE_PLUGINS that mean "load no protocol plugin". */
+const NO_PLUGINS = new Set(['none']);
 
 /**
  * Settings come from `POLYGATE_*` environment variables, optionally from a JSON file named by
@@ -24,17 +33,26 @@ const schema = z.object({
   publicUrl: z.string().url().optional(),
   publicHost: z.string().min(1).optional(),
   accountingIntervalMs: z.coerce.number().int().min(100).max(600_000).default(5000),
-  /** Protocol plugins to load; unavailable ones are reported, never fatal. */
+  /**
+   * Protocol plugins to load; unavailable ones are reported, never fatal. Set but empty, or
+   * `none`, loads none (an API-only panel), which is not the same as unset (the default).
+   */
   plugins: z
     .string()
     .default(PROTOCOLS[0]!.pluginName)
-    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
+    .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p && !NO_PLUGINS.has(p.toLowerCase()))),
   /** Whether the daemon may touch nftables (needs root and nft). */
   firewall: z.enum(['auto', 'off']).default('auto'),
   /** Whether to also listen on each reseller's panel/subscription ports. */
   resellerListeners: z.enum(['on', 'off']).default('on'),
   metricsToken: z.string().min(16).optional(),
+  /**
+   * Per-user series in /metrics (one per user and direction). Off by default: with 100k users
+   * they would dwarf everything else a Prometheus server stores.
+   */
+  metricsPerUser: z.enum(['on', 'off']).default('off'),
   ...poolSettings,
+  ...portSettings,
 });
 
 export type Config = Readonly<z.output<typeof schema>> & {
@@ -56,8 +74,18 @@ const envNames: Record<string, string> = {
   firewall: 'POLYGATE_FIREWALL',
   resellerListeners: 'POLYGATE_RESELLER_LISTENERS',
   metricsToken: 'POLYGATE_METRICS_TOKEN',
+  metricsPerUser: 'POLYGATE_METRICS_PER_USER',
   ...poolEnvNames,
+  ...portEnvNames,
 };
+
+/** The environment variable behind a setting, for messages that tell the operator what to change. */
+export function settingName(key: string): string {
+  return envNames[key] ?? key;
+}
+
+/** Settings where "set but empty" means something (POLYGATE_PLUGINS= loads no plugin). */
+const EMPTY_IS_A_VALUE = new Set(['plugins']);
 
 export class ConfigError extends Error {}
 
@@ -73,7 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const raw: Record<string, unknown> = { ...fromFile };
   for (const [key, name] of Object.entries(envNames)) {
     const value = env[name];
-    if (value !== undefined && value !== '') raw[key] = value;
+    if (value !== undefined && (value !== '' || EMPTY_IS_A_VALUE.has(key))) raw[key] = value;
   }
   Object.assign(raw, overrides);
   const parsed = schema.safeParse(raw);
@@ -96,4 +124,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     publicUrlResolved,
     publicHostResolved: c.publicHost ?? new URL(publicUrlResolved).hostname,
   });
+}
+
+/**
+ * The listeners a protocol runs when nothing else is configured: the table's default ports, with
+ * its port setting (`POLYGATE_<PROTOCOL>_PORT`) replacing the shown port on every transport that
+ * uses it (443/tcp and 443/udp move together; a second, different port such as 4500 stays).
+ */
+export function defaultPortsOf(config: Config, spec: ProtocolSpec): readonly DefaultPort[] {
+  const configured = (config as unknown as Record<string, unknown>)[portConfigKey(spec)];
+  if (typeof configured !== 'number') return spec.defaultPorts;
+  const shown = spec.defaultPorts[0]!.port;
+  return spec.defaultPorts.map((d) => (d.port === shown ? { port: configured, protocol: d.protocol } : d));
 }

@@ -6,6 +6,7 @@ import { ClientConfigService, type ClientConfigRenderers } from './client-config
 import { NodesService } from './nodes';
 import { PortRegistry } from './port-registry';
 import { PortsService } from './ports';
+import { defaultPortsOf } from '../config';
 import { ServersService } from './servers';
 import { SettingsService, type SettingsPropagation } from './settings';
 import { StatsService } from './stats';
@@ -59,7 +60,7 @@ export function createServices(ctx: CoreContext, deps: ServiceDependencies): Ser
   const services = { ctx, addresses: deps.addresses, metricsRegistry: deps.metricsRegistry } as Services;
   services.auth = new AuthService(ctx);
   services.portRegistry = new PortRegistry();
-  services.servers = new ServersService();
+  services.servers = new ServersService((spec) => defaultPortsOf(ctx.config, spec));
   services.users = new UsersService(ctx, services, new UserViews(ctx, services, deps.offer, deps.formats));
   services.subAdmins = new SubAdminsService(ctx, services);
   services.ports = new PortsService(ctx, services);

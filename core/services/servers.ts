@@ -1,6 +1,6 @@
 import type { Transaction } from 'sequelize';
 import { NodeRecord, Port, PortAssignment, Setting } from '../db';
-import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type ProtocolId, type Transport } from '../protocols/table';
+import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type DefaultPort, type ProtocolId, type ProtocolSpec, type Transport } from '../protocols/table';
 
 export interface ServerRef {
   id: string;
@@ -52,6 +52,9 @@ export function nodeDefaultListener(node: Record<string, unknown>): { port: numb
 
 /** Servers (main + nodes) and every protocol's endpoints: the ports table for its protocol, default ports for the rest. */
 export class ServersService {
+  /** `defaultPorts`: a protocol's default listeners as configured (POLYGATE_<PROTOCOL>_PORT), the table's by default. */
+  constructor(private readonly defaultPorts: (spec: ProtocolSpec) => readonly DefaultPort[] = (spec) => spec.defaultPorts) {}
+
   async list(transaction?: Transaction): Promise<ServerRef[]> {
     return (await this.listWithAddresses(transaction)).map(({ id, name }) => ({ id, name }));
   }
@@ -83,7 +86,7 @@ export class ServersService {
     const servers: ServerWithAddress[] = [{ ...MAIN_SERVER, address: null }, ...nodes.map((n) => ({ id: nodeServerId(n.id), name: `Node: ${n.name}`, address: n.ip_address }))];
     for (const p of PROTOCOLS) {
       if (p.listenerSource !== 'default-ports') continue;
-      const shown = p.defaultPorts[0]!;
+      const shown = this.defaultPorts(p)[0]!;
       for (const s of servers) {
         out.push({ name: `${s.id}_${p.id}`, protocol: p.id, serverId: s.id, serverName: s.name, port: shown.port, transport: shown.protocol, isDefault: true, portId: null, address: s.address });
       }
@@ -98,7 +101,7 @@ export class ServersService {
       return endpoints.filter((e) => e.protocol === protocol && e.serverId === serverId).map((e) => ({ port: e.port, protocol: e.transport }));
     }
     const spec = PROTOCOLS.find((p) => p.id === protocol);
-    return (spec?.defaultPorts ?? []).map((d) => ({ port: d.port, protocol: d.protocol }));
+    return (spec ? this.defaultPorts(spec) : []).map((d) => ({ port: d.port, protocol: d.protocol }));
   }
 
   private async portsTableEndpoints(nodes: NodeRow[], transaction?: Transaction): Promise<ProtocolEndpoint[]> {
