@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { mainAdminProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 
 const tags = ['Sub-admins'];
 
@@ -12,6 +13,7 @@ const editableFields = {
   total_usage_quota_gb: z.number().nullable().optional().describe("Traffic quota over all of the reseller's users, in GiB; null or 0 for none."),
   is_active: z.boolean().optional().describe("false makes the reseller's key invalid and disables its users."),
   notes: z.string().nullable().optional(),
+  support_contact: z.string().nullable().optional().describe("Shown on this reseller's customers' subscription pages (a Telegram handle, URL or phone; at most 200 characters, one line); null or empty = the global contact."),
   allowed_servers: z.array(z.string()).nullable().optional().describe('Server ids from GET /public/all_selectable_servers.'),
 };
 
@@ -26,6 +28,7 @@ const subAdminView = z.object({
   total_usage_quota_gb: z.number().nullable(),
   is_active: z.boolean(),
   notes: z.string().nullable(),
+  support_contact: z.string().nullable(),
   allowed_servers: z.array(z.string()),
   users_count: z.number(),
   used_traffic_bytes: z.number(),
@@ -44,7 +47,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins', tags, summary: 'Create a sub-admin; its API key is shown only in this answer', protect: true },
     })
-    .input(z.object({ username: z.string().optional(), ...editableFields }))
+    .input(strictInput({ username: z.string().optional(), ...editableFields }))
     .output(
       z.object({
         success: z.literal(true),
@@ -60,7 +63,7 @@ export const subAdminsRouter = router({
 
   update: mainAdminProcedure
     .meta({ openapi: { method: 'PUT', path: '/sub_admins/{id}', tags, summary: 'Edit a sub-admin (ports move in one transaction)', protect: true } })
-    .input(z.object({ ...pathId, ...editableFields }))
+    .input(strictInput({ ...pathId, ...editableFields }))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin updated successfully.'), sub_admin: z.object({ id: z.number() }) }))
     .mutation(async ({ ctx, input: { id, ...fields } }) => ({
       success: true as const,
@@ -72,7 +75,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins/{id}/reset_usage', tags, summary: "Zero a sub-admin's total usage and re-enable its users", protect: true },
     })
-    .input(z.object(pathId))
+    .input(strictInput(pathId))
     .output(messageOnly)
     .mutation(async ({ ctx, input }) => {
       const { reEnabled } = await ctx.services.subAdmins.resetUsage(ctx.principal, input.id);
@@ -81,7 +84,7 @@ export const subAdminsRouter = router({
 
   delete: mainAdminProcedure
     .meta({ openapi: { method: 'DELETE', path: '/sub_admins/{id}', tags, summary: 'Delete a sub-admin and all of its users', protect: true } })
-    .input(z.object(pathId))
+    .input(strictInput(pathId))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin deleted successfully.') }))
     .mutation(async ({ ctx, input }) => {
       await ctx.services.subAdmins.delete(ctx.principal, input.id);

@@ -32,6 +32,8 @@ export class SubAdmin extends Model<InferAttributes<SubAdmin>, InferCreationAttr
   declare total_usage_quota_gb: number | null;
   declare is_active: CreationOptional<boolean>;
   declare notes: string | null;
+  /** Shown to the reseller's customers; null = the global one. */
+  declare support_contact: CreationOptional<string | null>;
   /** JSON array of server ids. */
   declare allowed_servers: CreationOptional<string>;
   declare used_traffic_bytes: CreationOptional<number>;
@@ -196,6 +198,7 @@ export function defineModels(sequelize: Sequelize) {
       total_usage_quota_gb: { type: DataTypes.DOUBLE, allowNull: true },
       is_active: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
       notes: { type: DataTypes.TEXT, allowNull: true },
+      support_contact: { type: DataTypes.STRING(200), allowNull: true },
       allowed_servers: { type: DataTypes.TEXT, allowNull: false, defaultValue: '[]' },
       used_traffic_bytes: bigint('used_traffic_bytes'),
       ...ts,

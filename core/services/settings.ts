@@ -1,5 +1,5 @@
 import type { CoreContext } from '../context';
-import { Setting } from '../db';
+import { Setting, SubAdmin } from '../db';
 import { forbidden, invalid } from '../errors';
 import type { Principal } from '../principal';
 import type { Services } from './index';
@@ -14,6 +14,35 @@ const PSK_PATTERN = /^[\x20\x21\x23-\x7e]+$/;
 
 export interface ServerSettings {
   ipsec_psk: string;
+}
+
+export const SUPPORT_CONTACT_KEY = 'support_contact';
+export const MAX_SUPPORT_CONTACT_LENGTH = 200;
+/**
+ * C0/C1 controls, line and paragraph separators and bidi overrides: the contact is one line of
+ * text on a page that mixes right-to-left and left-to-right, where an override could make it
+ * read as something else.
+ */
+const CONTACT_REFUSED = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/;
+
+/** A support contact as given through the API: trimmed; empty or null clears it (null). */
+export function checkSupportContact(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string') throw invalid("Field 'support_contact' must be a string or null.");
+  const trimmed = value.trim();
+  if (trimmed === '') return null;
+  if (trimmed.length > MAX_SUPPORT_CONTACT_LENGTH || CONTACT_REFUSED.test(trimmed)) {
+    throw invalid(`Field 'support_contact' must be at most ${MAX_SUPPORT_CONTACT_LENGTH} characters on one line, without control characters.`);
+  }
+  return trimmed;
+}
+
+/** What `GET /support_contact` tells a key about its own contact. */
+export interface SupportContactView {
+  /** The main admin's: the global contact; a reseller's: its own (null = it uses the global one). */
+  support_contact: string | null;
+  /** What this key's customers see: the reseller's own, else the global one. */
+  effective_support_contact: string | null;
 }
 
 /** Pushes a changed setting to every plugin that uses it and says which nodes took it. */
@@ -39,6 +68,50 @@ export class SettingsService {
     requireMainAdmin(principal);
     const row = await Setting.findByPk(IPSEC_PSK_KEY, { raw: true });
     return { ipsec_psk: row?.value ?? '' };
+  }
+
+  private async globalSupportContact(): Promise<string | null> {
+    return (await Setting.findByPk(SUPPORT_CONTACT_KEY, { raw: true }))?.value || null;
+  }
+
+  /**
+   * The contact a reseller's customers (or, for null, the main admin's) are shown: the
+   * reseller's own, else the global one. For the public pages: no principal, the token or
+   * the listener already said whose customer is asking.
+   */
+  async supportContactFor(subAdminId: number | null): Promise<string | null> {
+    if (subAdminId !== null) {
+      const own = (await SubAdmin.findByPk(subAdminId, { raw: true, attributes: ['support_contact'] }))?.support_contact;
+      if (own) return own;
+    }
+    return this.globalSupportContact();
+  }
+
+  async supportContact(principal: Principal): Promise<SupportContactView> {
+    if (principal.kind === 'main') {
+      const global = await this.globalSupportContact();
+      return { support_contact: global, effective_support_contact: global };
+    }
+    const own = (await SubAdmin.findByPk(principal.subAdminId, { raw: true, attributes: ['support_contact'] }))?.support_contact ?? null;
+    return { support_contact: own, effective_support_contact: own ?? (await this.globalSupportContact()) };
+  }
+
+  /** The main admin sets the global contact; a reseller only its own (the main admin edits a reseller's through sub_admins). */
+  async updateSupportContact(principal: Principal, value: unknown): Promise<SupportContactView> {
+    // A missing field is a mistake, not a request to clear: clearing is an explicit null or "".
+    if (value === undefined) throw invalid("Field 'support_contact' is required (null or an empty string clears it).");
+    const contact = checkSupportContact(value);
+    if (principal.kind === 'main') {
+      await this.ctx.db.transaction(async (transaction) => {
+        const row = await Setting.findByPk(SUPPORT_CONTACT_KEY, { transaction });
+        if (row) await row.update({ value: contact ?? '' }, { transaction });
+        else await Setting.create({ key: SUPPORT_CONTACT_KEY, value: contact ?? '' }, { transaction });
+      });
+    } else {
+      await this.ctx.db.transaction((transaction) => SubAdmin.update({ support_contact: contact }, { where: { id: principal.subAdminId }, transaction }));
+    }
+    this.ctx.logger.info({ scope: principal.kind === 'main' ? 'global' : `sub_admin:${principal.subAdminId}` }, 'support contact updated');
+    return this.supportContact(principal);
   }
 
   /**

@@ -5,6 +5,7 @@ import { conflict, forbidden, invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import { hashPassword, randomKey, sha256Hex } from '../secrets';
 import type { PortClaim } from './port-registry';
+import { checkSupportContact } from './settings';
 import { deriveStatus, mayConnect, type ResellerStatusInputs } from './user-status';
 import type { Services } from './index';
 
@@ -18,6 +19,8 @@ export interface SubAdminView {
   total_usage_quota_gb: number | null;
   is_active: boolean;
   notes: string | null;
+  /** Shown to its customers; null = the global contact. */
+  support_contact: string | null;
   allowed_servers: string[];
   users_count: number;
   used_traffic_bytes: number;
@@ -32,6 +35,7 @@ export interface SubAdminFields {
   total_usage_quota_gb?: number | null;
   is_active?: boolean;
   notes?: string | null;
+  support_contact?: string | null;
   allowed_servers?: string[] | null;
 }
 
@@ -79,7 +83,7 @@ export class SubAdminsService {
     requireMainAdmin(principal);
     const rows = await SubAdmin.findAll({
       raw: true,
-      attributes: ['id', 'username', 'subscription_port', 'panel_port', 'max_users_limit', 'total_usage_quota_gb', 'is_active', 'notes', 'allowed_servers', 'used_traffic_bytes'],
+      attributes: ['id', 'username', 'subscription_port', 'panel_port', 'max_users_limit', 'total_usage_quota_gb', 'is_active', 'notes', 'support_contact', 'allowed_servers', 'used_traffic_bytes'],
       order: [['id', 'ASC']],
     });
     const counts = (await User.findAll({
@@ -98,6 +102,7 @@ export class SubAdminsService {
       total_usage_quota_gb: r.total_usage_quota_gb == null ? null : Number(r.total_usage_quota_gb),
       is_active: Boolean(r.is_active),
       notes: r.notes ?? null,
+      support_contact: r.support_contact ?? null,
       allowed_servers: parseServerList(r.allowed_servers),
       users_count: countBy.get(r.id) ?? 0,
       // raw reads skip the model getter, and PostgreSQL returns BIGINT as a string
@@ -137,6 +142,7 @@ export class SubAdminsService {
             total_usage_quota_gb: fields.total_usage_quota_gb ?? null,
             is_active: fields.is_active ?? true,
             notes: fields.notes ?? null,
+            support_contact: fields.support_contact ?? null,
             allowed_servers: JSON.stringify(allowed),
           },
           { transaction },
@@ -185,6 +191,7 @@ export class SubAdminsService {
         if (fields.total_usage_quota_gb !== undefined) row.total_usage_quota_gb = fields.total_usage_quota_gb;
         if (fields.is_active !== undefined) row.is_active = fields.is_active;
         if (fields.notes !== undefined) row.notes = fields.notes;
+        if (fields.support_contact !== undefined) row.support_contact = fields.support_contact;
         const statusMayChange = row.changed('is_active') || row.changed('total_usage_quota_gb') || row.changed('allowed_servers');
         await row.save({ transaction });
         // Deactivation, a new quota or other servers change what every user of this reseller may do.
@@ -332,6 +339,7 @@ function validateFields(input: SubAdminFields): SubAdminFields {
   if (input.notes != null && input.notes.length > MAX_NOTES_LENGTH) {
     throw invalid(`Field 'notes' must be at most ${MAX_NOTES_LENGTH} characters.`);
   }
+  if (input.support_contact !== undefined) return { ...input, support_contact: checkSupportContact(input.support_contact) };
   return input;
 }
 

@@ -65,6 +65,9 @@ const REQUESTS: Record<string, { body: Body | null }> = {
 
   'GET /server_settings': { body: null },
   'POST /update_ipsec_psk': { body: { new_psk: 'matrix-psk-0123456789' } },
+
+  'GET /support_contact': { body: null },
+  'PUT /support_contact': { body: { support_contact: '@matrix_support' } },
 };
 
 /** Past authorization: done, or refused on the body's merits. */

@@ -267,6 +267,7 @@ forEachDatabase((kind) => {
           total_usage_quota_gb: 1.5,
           is_active: true,
           notes: 'n',
+          support_contact: null,
           allowed_servers: [`node_${node.id}`],
           users_count: 2,
           used_traffic_bytes: 5 * GB,
