@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { mainAdminProcedure, router } from '../trpc';
-import { strictInput } from '../input-guard';
 
 const tags = ['Sub-admins'];
 
@@ -47,7 +46,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins', tags, summary: 'Create a sub-admin; its API key is shown only in this answer', protect: true },
     })
-    .input(strictInput({ username: z.string().optional(), ...editableFields }))
+    .input(z.object({ username: z.string().optional(), ...editableFields }))
     .output(
       z.object({
         success: z.literal(true),
@@ -63,7 +62,7 @@ export const subAdminsRouter = router({
 
   update: mainAdminProcedure
     .meta({ openapi: { method: 'PUT', path: '/sub_admins/{id}', tags, summary: 'Edit a sub-admin (ports move in one transaction)', protect: true } })
-    .input(strictInput({ ...pathId, ...editableFields }))
+    .input(z.object({ ...pathId, ...editableFields }))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin updated successfully.'), sub_admin: z.object({ id: z.number() }) }))
     .mutation(async ({ ctx, input: { id, ...fields } }) => ({
       success: true as const,
@@ -75,7 +74,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins/{id}/reset_usage', tags, summary: "Zero a sub-admin's total usage and re-enable its users", protect: true },
     })
-    .input(strictInput(pathId))
+    .input(z.object(pathId))
     .output(messageOnly)
     .mutation(async ({ ctx, input }) => {
       const { reEnabled } = await ctx.services.subAdmins.resetUsage(ctx.principal, input.id);
@@ -84,7 +83,7 @@ export const subAdminsRouter = router({
 
   delete: mainAdminProcedure
     .meta({ openapi: { method: 'DELETE', path: '/sub_admins/{id}', tags, summary: 'Delete a sub-admin and all of its users', protect: true } })
-    .input(strictInput(pathId))
+    .input(z.object(pathId))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin deleted successfully.') }))
     .mutation(async ({ ctx, input }) => {
       await ctx.services.subAdmins.delete(ctx.principal, input.id);
