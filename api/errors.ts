@@ -4,6 +4,7 @@ import { ZodError, type z } from 'zod';
 import { DatabaseBusyError, isDatabaseBusyError } from '../core/db';
 import { DomainError, type DomainErrorKind } from '../core/errors';
 import { logger } from '../core/logger';
+import { unknownFieldsMessage } from './input-guard';
 
 /**
  * The single place where errors become answers: DomainError kinds → HTTP statuses and tRPC
@@ -38,9 +39,14 @@ export const INTERNAL_ERROR_MESSAGE = 'An internal error occurred.';
 
 /** A zod failure as one human sentence that names the field. */
 export function describeZodError(error: ZodError | z.core.$ZodError): string {
-  const issue = error.issues[0];
+  // A misspelt field explains the other complaints (a required field "missing"), so it goes first.
+  const issue = error.issues.find((i) => i.code === 'unrecognized_keys') ?? error.issues[0];
   if (!issue) return 'Invalid request.';
   const field = issue.path.length ? issue.path.map(String).join('.') : 'request body';
+  // zod's own messages never name a field; one that does was written for it (the schema's
+  // bounds carry the same sentences the services use), so it is the answer as it stands.
+  const top = issue.path[0];
+  if (typeof top === 'string' && new RegExp(`(^|\\W)${top.replace(/\W/g, '\\$&')}(\\W|$)`).test(issue.message)) return issue.message;
   const input = (issue as { input?: unknown }).input;
   switch (issue.code) {
     case 'invalid_type': {
@@ -50,7 +56,7 @@ export function describeZodError(error: ZodError | z.core.$ZodError): string {
       return `Field '${field}' must be ${article(issue.expected === 'int' ? 'integer' : issue.expected)}, not ${received}.`;
     }
     case 'unrecognized_keys':
-      return `Unknown field${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}.`;
+      return /^Unknown field/.test(issue.message) ? issue.message : unknownFieldsMessage(issue.keys, []);
     case 'invalid_value':
       return `Field '${field}' must be one of: ${issue.values.map((v) => String(v)).join(', ')}.`;
     default:
@@ -132,6 +138,11 @@ export function toTrpcError(error: unknown): TRPCError {
   }
   if (cause instanceof DomainError) {
     return new TRPCError({ code: trpcCode[cause.kind], message: cause.message, cause });
+  }
+  // tRPC's own message for a failed input parse is the issues as a JSON array: give tRPC
+  // clients the sentence REST answers.
+  if (error instanceof TRPCError && error.code === 'BAD_REQUEST' && hasIssues(cause)) {
+    return new TRPCError({ code: 'BAD_REQUEST', message: describeZodError(cause as ZodError), cause });
   }
   if (error instanceof TRPCError) return error;
   logger.error({ err: cause }, 'unexpected error');

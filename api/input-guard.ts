@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import { PROTOCOLS } from '../core/protocols/table';
+import { z } from 'zod';
 import { invalid } from '../core/errors';
 
 /**
@@ -74,4 +75,60 @@ export function assertNoControlCharacters(input: unknown): void {
       for (const [k, v] of Object.entries(value)) stack.push({ value: v, path: [...path, k] });
     }
   }
+}
+
+/**
+ * An input object that refuses fields it does not name. A misspelt field used to be dropped in
+ * silence (`datalimit` made an unlimited user), so the refusal names each unknown field and,
+ * when one is close, the accepted name the client most likely meant.
+ */
+export function strictInput<S extends z.core.$ZodLooseShape>(shape: S) {
+  const accepted = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'unrecognized_keys' ? unknownFieldsMessage(issue.keys, accepted) : undefined),
+  });
+}
+
+/** `Unknown field 'datalimit' (did you mean 'data_limit'?).` — several fields in one sentence. */
+export function unknownFieldsMessage(unknown: readonly string[], accepted: readonly string[]): string {
+  // A body of thousands of junk keys must not become a megabyte-long sentence.
+  const named = unknown.slice(0, 5).map((key) => {
+    const guess = closestName(key, accepted);
+    return guess ? `'${key}' (did you mean '${guess}'?)` : `'${key}'`;
+  });
+  const anyGuess = named.some((n) => n.includes('did you mean'));
+  const list = accepted.length && !anyGuess ? ` Accepted fields: ${accepted.join(', ')}.` : '';
+  const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : '';
+  return `Unknown field${unknown.length > 1 ? 's' : ''} ${named.join(', ')}${more}.${list}`;
+}
+
+/**
+ * The accepted name a typo most likely meant: case, `_` and `-` are ignored, then the fewest
+ * edits (adjacent swaps count as one), within a third of the name's length.
+ */
+export function closestName(key: string, accepted: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, '');
+  const k = norm(key);
+  let best: { name: string; distance: number } | undefined;
+  for (const name of accepted) {
+    const distance = editDistance(k, norm(name));
+    if (distance <= Math.max(1, Math.floor(k.length / 3)) && (!best || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
+/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 8) return Infinity;
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NODE_PORT_FIELD } from '../../core/protocols/table';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 import { isoTimestampMicro } from './health';
 
 const nodeStatus = z.enum(['installing', 'active', 'error', 'deleting', 'offline']);
@@ -75,7 +76,7 @@ export const nodesRouter = router({
       openapi: { method: 'POST', path: '/nodes', tags: ['Nodes'], summary: 'Add a node (checks SSH, then provisions in the background)', protect: true },
       successStatus: 202,
     })
-    .input(z.object(nodeFields))
+    .input(strictInput(nodeFields))
     .output(z.object({ success: z.literal(true), message: z.literal('Node created and installation started in background.'), node_id: z.number().int() }))
     .mutation(async ({ ctx, input }) => {
       const { nodeId: id } = await ctx.services.nodes.create(ctx.principal, toNodeInput(input));
@@ -86,7 +87,7 @@ export const nodesRouter = router({
     .meta({
       openapi: { method: 'PUT', path: '/nodes/{id}', tags: ['Nodes'], summary: 'Edit a node (syncs only the services that changed)', protect: true },
     })
-    .input(z.object({ id: nodeId, ...nodeFields }))
+    .input(strictInput({ id: nodeId, ...nodeFields }))
     .output(z.object({ success: z.literal(true), message: z.literal('Node updated. Sync triggered only for changed services.') }))
     .mutation(async ({ ctx, input }) => {
       await ctx.services.nodes.update(ctx.principal, input.id, toNodeInput(input));
@@ -98,7 +99,7 @@ export const nodesRouter = router({
       openapi: { method: 'DELETE', path: '/nodes/{id}', tags: ['Nodes'], summary: 'Delete a node (in the background; force mode after a failed attempt)', protect: true },
       successStatus: 202,
     })
-    .input(z.object({ id: nodeId }))
+    .input(strictInput({ id: nodeId }))
     .output(z.object({ success: z.literal(true), message: z.literal('Deletion started') }))
     .mutation(async ({ ctx, input }) => {
       await ctx.services.nodes.remove(ctx.principal, input.id);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PORTS_TABLE_PROTOCOL } from '../../core/protocols/table';
 import { mainAdminProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 
 const protocol = z.enum(['udp', 'tcp']);
 const server = z.object({ id: z.string(), name: z.string() });
@@ -30,7 +31,7 @@ export const portsRouter = router({
   configure: mainAdminProcedure
     .meta({ openapi: { method: 'POST', path: '/public/ports', tags: ['Ports'], summary: 'Register a port and assign it to servers', protect: true } })
     .input(
-      z.object({
+      strictInput({
         public_port: z.number().nullable().optional(),
         protocol: z.string().nullable().optional(),
         server_ids: z.array(z.string()).nullable().optional(),
@@ -45,7 +46,7 @@ export const portsRouter = router({
   deleteAssignment: mainAdminProcedure
     .meta({ openapi: { method: 'DELETE', path: '/public/ports/assignment', tags: ['Ports'], summary: 'Remove a port from one server', protect: true } })
     .input(
-      z.object({
+      strictInput({
         // Coerced: the OpenAPI document lists DELETE inputs as query parameters (strings), while
         // the contract's clients send a JSON body with a number; both must work.
         port_id: z.coerce.number().int().optional(),

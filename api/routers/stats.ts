@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 
 const figures = {
   upload_bytes: z.number(),
@@ -24,7 +25,7 @@ export const statsRouter = router({
         protect: true,
       },
     })
-    .input(z.object({ days }))
+    .input(strictInput({ days }))
     .output(
       z.object({
         success: z.literal(true),

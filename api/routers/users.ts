@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type EnableField, type MaterialField, type PasswordField, type ServersField } from '../../core/protocols/table';
+import { strictInput } from '../input-guard';
 import { authedProcedure, router } from '../trpc';
 
 /**
@@ -43,20 +44,22 @@ const userFields = {
   sub_admin_id: z.number().nullable().optional().meta({ description: 'Main admin only: the reseller that owns the user (null = the main admin). Ignored for sub-admin keys.' }),
 };
 
-const createInput = z.object({
+const createInput = strictInput({
   username: z.string().optional().meta({ description: 'Required unless bulk_count is sent; ^[a-zA-Z0-9_.-]{3,32}$.' }),
   bulk_count: z.number().nullable().optional().meta({ description: '1..1000 users with random names (user1234); wins over username when both are sent.' }),
   ...userFields,
+  // The legacy alias is the same rule as on edit: a bot that sends it gets the servers it named.
+  allowed_nodes: serverIds.optional().meta({ description: 'Legacy alias of nodes.' }),
 });
 
-const updateInput = z.object({
+const updateInput = strictInput({
   username,
   ...userFields,
   allowed_nodes: serverIds.optional().meta({ description: 'Legacy alias of nodes.' }),
   is_active: z.boolean().optional(),
 });
 
-const byName = z.object({ username });
+const byName = strictInput({ username });
 
 const statusEnum = z.enum(['active', 'disabled', 'limited', 'expired', 'on_hold']);
 const unitEnum = z.enum(['MB', 'GB', 'TB']);
