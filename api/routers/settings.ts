@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 
 const tags = ['Server settings'];
 
@@ -20,7 +21,7 @@ export const settingsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/update_ipsec_psk', tags, summary: 'Replace the IPsec PSK on the main server and every node', protect: true },
     })
-    .input(z.object({ new_psk: z.string().nullable().optional() }))
+    .input(strictInput({ new_psk: z.string().nullable().optional() }))
     .output(z.object({ success: z.literal(true), message: z.string() }))
     .mutation(async ({ ctx, input }) => {
       const { nodesUpdated } = await ctx.services.settings.updateIpsecPsk(ctx.principal, input.new_psk);
@@ -51,7 +52,7 @@ export const settingsRouter = router({
         protect: true,
       },
     })
-    .input(z.object({ support_contact: z.string().nullable().optional().describe('A Telegram handle, URL or phone; at most 200 characters, one line.') }))
+    .input(strictInput({ support_contact: z.string().nullable().optional().describe('A Telegram handle, URL or phone; at most 200 characters, one line.') }))
     .output(supportContactView.extend({ message: z.literal('Support contact updated.') }))
     .mutation(async ({ ctx, input }) => ({
       success: true as const,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { mainAdminProcedure, router } from '../trpc';
+import { strictInput } from '../input-guard';
 
 const tags = ['Sub-admins'];
 
@@ -46,7 +47,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins', tags, summary: 'Create a sub-admin; its API key is shown only in this answer', protect: true },
     })
-    .input(z.object({ username: z.string().optional(), ...editableFields }))
+    .input(strictInput({ username: z.string().optional(), ...editableFields }))
     .output(
       z.object({
         success: z.literal(true),
@@ -62,7 +63,7 @@ export const subAdminsRouter = router({
 
   update: mainAdminProcedure
     .meta({ openapi: { method: 'PUT', path: '/sub_admins/{id}', tags, summary: 'Edit a sub-admin (ports move in one transaction)', protect: true } })
-    .input(z.object({ ...pathId, ...editableFields }))
+    .input(strictInput({ ...pathId, ...editableFields }))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin updated successfully.'), sub_admin: z.object({ id: z.number() }) }))
     .mutation(async ({ ctx, input: { id, ...fields } }) => ({
       success: true as const,
@@ -74,7 +75,7 @@ export const subAdminsRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/sub_admins/{id}/reset_usage', tags, summary: "Zero a sub-admin's total usage and re-enable its users", protect: true },
     })
-    .input(z.object(pathId))
+    .input(strictInput(pathId))
     .output(messageOnly)
     .mutation(async ({ ctx, input }) => {
       const { reEnabled } = await ctx.services.subAdmins.resetUsage(ctx.principal, input.id);
@@ -83,7 +84,7 @@ export const subAdminsRouter = router({
 
   delete: mainAdminProcedure
     .meta({ openapi: { method: 'DELETE', path: '/sub_admins/{id}', tags, summary: 'Delete a sub-admin and all of its users', protect: true } })
-    .input(z.object(pathId))
+    .input(strictInput(pathId))
     .output(z.object({ success: z.literal(true), message: z.literal('Sub-admin deleted successfully.') }))
     .mutation(async ({ ctx, input }) => {
       await ctx.services.subAdmins.delete(ctx.principal, input.id);
