@@ -76,11 +76,10 @@ export class Enforcer {
     const reseller = user?.sub_admin_id != null ? facts.resellers.get(user.sub_admin_id) : null;
     const sourceId = `${request.protocol}@${request.serverId}`;
     const grants = (this.grants.get(request.username) ?? []).filter((g) => this.grantLives(g));
-    const settled = this.live.sessionsOf(request.username).filter((c) => this.settled(c)).length;
     const verdict = authorizeDecision(request, {
       user,
       reseller,
-      liveConnections: settled + grants.length,
+      liveConnections: this.connectionCount(request.username, grants),
       now: this.ctx.clock.now(),
       openSecret: (s) => this.ctx.secrets.open(s),
     });
@@ -94,6 +93,22 @@ export class Enforcer {
     }
     this.logger.debug({ username: request.username, protocol: request.protocol, serverId: request.serverId, verdict }, 'authorize');
     return verdict;
+  }
+
+  /**
+   * The user's connections as authorize must count them: per source, the settled ones plus
+   * the larger of its grants and its connections seen only once (a grant stands for its own
+   * connection until that is settled, so counting both would count it twice; a source that
+   * never asks, such as ocserv, has no grants, and a session it shows once counts at once).
+   */
+  private connectionCount(username: string, grants: ReadonlyArray<{ sourceId: string }>): number {
+    const bySource = new Map<string, { settled: number; fresh: number; grants: number }>();
+    const entry = (sourceId: string) => bySource.get(sourceId) ?? bySource.set(sourceId, { settled: 0, fresh: 0, grants: 0 }).get(sourceId)!;
+    for (const c of this.live.sessionsOf(username)) entry(c.sourceId)[this.settled(c) ? 'settled' : 'fresh']++;
+    for (const g of grants) entry(g.sourceId).grants++;
+    let n = 0;
+    for (const e of bySource.values()) n += e.settled + Math.max(e.fresh, e.grants);
+    return n;
   }
 
   /** Drops grants that polls have since accounted for. */
