@@ -1,7 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { NODE_STATUSES, readNodeFigures, readResellerFigures, readUserTrafficFigures } from '../core/db/metrics-reads';
 import { forbidden } from '../core/errors';
 import type { Services } from '../core/services';
+import { GiB } from '../core/services/user-status';
+import { nodeServerId } from '../core/services/servers';
 import { sendRestError, toRestError } from './errors';
 
 /**
@@ -10,6 +14,7 @@ import { sendRestError, toRestError } from './errors';
  * A reseller's key is refused: the figures span every reseller.
  */
 export function metricsHandler(services: Services): RequestHandler {
+  registerPanelSeries(services);
   return async (req: Request, res: Response) => {
     try {
       if (!bearerMatches(req.get('authorization'), services.ctx.config.metricsToken)) {
@@ -23,6 +28,113 @@ export function metricsHandler(services: Services): RequestHandler {
       sendRestError(res, toRestError(err, 'GET /metrics'));
     }
   };
+}
+
+// One registration per registry: every main-kind app built on the same services shares it.
+const registered = new WeakSet<Registry>();
+
+/**
+ * Series per reseller and per node, read from the database at scrape time (the counters
+ * accounting commits). Their label sets grow with resellers and nodes, which an operator
+ * creates by hand. Per-user series grow with customers, so they exist only when
+ * POLYGATE_METRICS_PER_USER=on.
+ */
+function registerPanelSeries(services: Services): void {
+  const registers = [services.metricsRegistry];
+  if (registered.has(services.metricsRegistry)) return;
+  registered.add(services.metricsRegistry);
+  const sequelize = () => services.ctx.db.sequelize;
+
+  // The four reseller families come from one query per scrape, shared by whichever collects first.
+  let resellers: ReturnType<typeof readResellerFigures> | null = null;
+  const resellerFigures = () => {
+    resellers ??= readResellerFigures(sequelize()).finally(() => setImmediate(() => (resellers = null)));
+    return resellers;
+  };
+  new Gauge({
+    name: 'polygate_reseller_users',
+    help: 'Users owned by each reseller (sub-admin).',
+    labelNames: ['reseller'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const r of await resellerFigures()) this.set({ reseller: r.username }, r.users);
+    },
+  });
+  new Gauge({
+    name: 'polygate_reseller_users_limit',
+    help: "A reseller's maximum number of users (resellers without a limit are absent).",
+    labelNames: ['reseller'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const r of await resellerFigures()) if (r.maxUsers !== null) this.set({ reseller: r.username }, r.maxUsers);
+    },
+  });
+  new Counter({
+    name: 'polygate_reseller_traffic_bytes_total',
+    help: "Bytes (upload + download) counted against each reseller's quota; resetting the reseller's usage resets it.",
+    labelNames: ['reseller'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const r of await resellerFigures()) this.inc({ reseller: r.username }, r.usedTrafficBytes);
+    },
+  });
+  new Gauge({
+    name: 'polygate_reseller_traffic_quota_bytes',
+    help: "A reseller's traffic quota in bytes (resellers without a quota are absent).",
+    labelNames: ['reseller'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const r of await resellerFigures()) if (r.quotaGb !== null) this.set({ reseller: r.username }, r.quotaGb * GiB);
+    },
+  });
+
+  let nodes: ReturnType<typeof readNodeFigures> | null = null;
+  const nodeFigures = () => {
+    nodes ??= readNodeFigures(sequelize()).finally(() => setImmediate(() => (nodes = null)));
+    return nodes;
+  };
+  new Gauge({
+    name: 'polygate_node_status',
+    help: "1 for a node's current status, 0 for the others (installing, active, error, deleting, offline).",
+    labelNames: ['server', 'node', 'status'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const n of await nodeFigures()) {
+        for (const status of NODE_STATUSES) this.set({ server: nodeServerId(n.id), node: n.name, status }, n.status === status ? 1 : 0);
+      }
+    },
+  });
+  new Counter({
+    name: 'polygate_node_traffic_bytes_total',
+    help: 'Bytes (upload + download) counted on each node since it was added.',
+    labelNames: ['server', 'node'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const n of await nodeFigures()) this.inc({ server: nodeServerId(n.id), node: n.name }, n.totalTrafficBytes);
+    },
+  });
+
+  if (services.ctx.config.metricsPerUser === 'on') {
+    new Counter({
+      name: 'polygate_user_traffic_bytes_total',
+      help: "Each user's usage counters (rx = upload, tx = download); a data-limit reset resets them. Only with POLYGATE_METRICS_PER_USER=on.",
+      labelNames: ['username', 'direction'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const u of await readUserTrafficFigures(sequelize())) {
+          this.inc({ username: u.username, direction: 'rx' }, u.uploadBytes);
+          this.inc({ username: u.username, direction: 'tx' }, u.downloadBytes);
+        }
+      },
+    });
+  }
 }
 
 function bearerMatches(header: string | undefined, token: string | undefined): boolean {

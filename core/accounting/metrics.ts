@@ -104,6 +104,12 @@ export class AccountingMetrics {
       registers,
     });
     this.endedEvents = new Counter({ name: 'polygate_accounting_ended_events_total', help: 'Disconnect events received from plugins.', registers });
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'polygate_process_' });
+    if (options.defaultMetrics) {
+      // prom-client's names already start with process_/nodejs_: one prefix, not polygate_process_process_….
+      collectDefaultMetrics({ register: this.registry, prefix: 'polygate_' });
+      // Gauges named *_total break Prometheus' naming rule (promtool lint), and each is the sum of
+      // its per-type sibling (nodejs_active_handles{type}), which stays.
+      for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) this.registry.removeSingleMetric(`polygate_nodejs_${name}`);
+    }
   }
 }
