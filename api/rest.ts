@@ -88,12 +88,48 @@ export function createRestRouter(services: Services, options: { restrictToSubAdm
     rest[route.method.toLowerCase() as 'get' | 'post' | 'put' | 'patch' | 'delete'](expressPath, handler);
   }
 
+  const allowedMethods = methodsByPath(listRestRoutes());
   rest.use((req: Request, res: Response) => {
-    res.status(404).json({ success: false, message: `Unknown endpoint: ${req.method} ${req.baseUrl}${req.path}` });
+    const allowed = allowedMethods(req.path);
+    if (allowed.length === 0) {
+      res.status(404).json({ success: false, message: `Unknown endpoint: ${req.method} ${req.baseUrl}${req.path}` });
+      return;
+    }
+    res.setHeader('Allow', allowed.join(', '));
+    if (req.method === 'OPTIONS') {
+      res.status(204).end();
+      return;
+    }
+    res.status(405).json({ success: false, message: `Method ${req.method} is not allowed on ${req.baseUrl}${req.path}; allowed: ${allowed.join(', ')}.` });
   });
   rest.use(restErrorHandler);
   return rest;
 }
+
+/**
+ * The methods served on a path (every route whose template matches it, so `/users/list_all`
+ * also allows what `/users/{username}` serves), with HEAD where GET is (Express answers it)
+ * and OPTIONS; empty for a path nothing serves.
+ */
+export function methodsByPath(routes: readonly Pick<RestRoute, 'method' | 'path'>[]): (path: string) => string[] {
+  const templates = [...routes, ...ALSO_SERVED].map((r) => ({
+    method: r.method,
+    pattern: new RegExp(`^${r.path.split(/\{\w+\}/).map(escapeRegExp).join('[^/]+')}/?$`),
+  }));
+  const order = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+  return (path) => {
+    const methods = new Set(templates.filter((t) => t.pattern.test(path)).map((t) => t.method as string));
+    if (methods.size === 0) return [];
+    if (methods.has('GET')) methods.add('HEAD');
+    methods.add('OPTIONS');
+    return order.filter((m) => methods.has(m));
+  };
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Served under /api/v1 by the app itself (api/server.ts), not by a procedure. */
+const ALSO_SERVED: readonly Pick<RestRoute, 'method' | 'path'>[] = [{ method: 'GET', path: '/openapi.json' }];
 
 /** Errors raised before a procedure runs (body parser): broken JSON, oversized bodies. */
 export function restErrorHandler(err: unknown, _req: Request, res: Response, next: NextFunction): void {
