@@ -226,7 +226,9 @@ describe('OpenVPN end to end (REST API → real OpenVPN in namespaces)', functio
     expect(old.authFailed(), 'refused by the certificate check, before any login').to.equal(false);
     expect(old.connected()).to.equal(false);
     await old.stop();
-    const fresh = await connect(c1, 'frank-new', newProfile, frank);
+    const renewed = (await userDetail('frank')).openvpn_password as string;
+    expect(renewed, 'the password the old page showed is replaced too').to.not.equal(frank.password);
+    const fresh = await connect(c1, 'frank-new', newProfile, { username: 'frank', password: renewed });
     await connected(fresh);
   });
 
