@@ -14,6 +14,7 @@ PKGS=(
   libstrongswan-extra-plugins libstrongswan-standard-plugins  # L2TP/IPsec + IKEv2 (standard plugins: without them charon cannot negotiate; extra: gcrypt's MD4/DES for MSCHAPv2)
   xl2tpd ppp            # L2TP LNS and pppd's hook contract
   prometheus            # promtool check metrics
+  shellcheck systemd    # install script lint; systemd-analyze verify of the unit (no systemd runs here)
   iproute2              # network namespaces and veth pairs for integration tests
   openssh-server        # real sshd for node preflight and SshHost tests
   chromium              # headless browser check of /docs
