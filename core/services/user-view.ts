@@ -6,7 +6,7 @@
 import { MATERIAL_COLUMNS, PROTOCOLS, type EnableField, type MaterialField, type PasswordField, type ProtocolId, type ServersField, type Transport } from '../protocols/table';
 import { mayUseServer, parseServerIds } from './server-access';
 import type { ProtocolEndpoint, ServerWithAddress } from './servers';
-import { deriveStatus, type ResellerStatusInputs, type UserStatus } from './user-status';
+import { deriveStatus, type ResellerStatusInputs, type StatusInputs, type UserStatus } from './user-status';
 
 export { parseServerIds } from './server-access';
 
@@ -204,11 +204,17 @@ export function readResellerRow(raw: Record<string, unknown>, prefix = ''): Rese
   };
 }
 
-export function statusOf(row: UserRow, reseller: ResellerRow | null, now: Date): UserStatus {
+export function statusOf(row: StatusInputs, reseller: ResellerRow | null, now: Date): UserStatus {
   return deriveStatus(row, reseller, now);
 }
 
-export function toListItem(row: UserRow, reseller: ResellerRow | null, now: Date, connections: number): UserListItem {
+/** What a list item is computed from: the list query's columns, without per-protocol state or material. */
+export type ListRow = Pick<
+  UserRow,
+  'username' | 'sub_admin_id' | 'is_active' | 'max_clients' | 'activation_type' | 'expiry_date' | 'first_connection_at' | 'data_limit' | 'data_limit_unit' | 'data_limit_bytes' | 'upload_bytes' | 'download_bytes'
+>;
+
+export function toListItem(row: ListRow, reseller: ResellerRow | null, now: Date, connections: number): UserListItem {
   return {
     username: row.username,
     status: statusOf(row, reseller, now),

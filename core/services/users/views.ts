@@ -11,10 +11,16 @@ import {
   endpointsFor,
   readResellerRow,
   readUserRow,
+  toBool,
+  toDate,
   toDetail,
   toListItem,
+  toNullableNumber,
+  toNumber,
   type ClientConfigLink,
   type ClientConfigOffer,
+  type DataLimitUnit,
+  type ListRow,
   type ProtocolOffer,
   type ResellerRow,
   type ServerCatalog,
@@ -66,6 +72,38 @@ const FINGERPRINT_COLUMNS = [
   'fp_settings_updated',
 ] as const;
 
+/**
+ * Scopes (all users, or one reseller's) whose list rows are kept between writes. A reseller's
+ * list is read with its own scoped query and kept under its own key, never filtered out of
+ * the full list: what it costs depends only on its own users.
+ */
+const LIST_CACHE_SCOPES = 64;
+/** Beyond this many rows a scope's list is read afresh each time, bounding what the cache holds. */
+const LIST_CACHE_MAX_ROWS = 50_000;
+
+interface ListSnapshot {
+  users: ListRow[];
+  resellers: ResellerRow[];
+}
+
+/** The list's columns only: read 10k times per list, so nothing else is parsed. */
+function readListRow(raw: Record<string, unknown>): ListRow {
+  return {
+    username: String(raw.username),
+    sub_admin_id: toNullableNumber(raw.sub_admin_id),
+    is_active: toBool(raw.is_active),
+    max_clients: toNumber(raw.max_clients),
+    activation_type: raw.activation_type === 'flexible_days' ? 'flexible_days' : 'fixed_date',
+    expiry_date: toDate(raw.expiry_date),
+    first_connection_at: toDate(raw.first_connection_at),
+    data_limit: toNumber(raw.data_limit),
+    data_limit_unit: (raw.data_limit_unit as DataLimitUnit) ?? 'GB',
+    data_limit_bytes: toNumber(raw.data_limit_bytes),
+    upload_bytes: toNumber(raw.upload_bytes),
+    download_bytes: toNumber(raw.download_bytes),
+  };
+}
+
 const LIST_SQL = `
 SELECT u.username, u.sub_admin_id, u.is_active, u.max_clients, u.activation_type, u.expiry_date, u.first_connection_at,
   u.data_limit, u.data_limit_unit, u.data_limit_bytes,
@@ -100,34 +138,29 @@ export class UserViews {
     private readonly formats: ClientConfigFormats,
   ) {}
 
+  /**
+   * Rows of list_all per scope (`all`, `sub:<id>`), valid while the write generation is
+   * unchanged, like `loadCache`. Only rows are kept: status and `is_online` depend on the clock
+   * and on live sessions, so they are computed for every answer.
+   */
+  private listCache = new Map<string, ListSnapshot>();
+  private listCacheGeneration = -1;
+
   async listAll(principal: Principal): Promise<ListAllResult> {
     const now = this.ctx.clock.now();
-    const sequelize = this.ctx.db.sequelize;
     const isSub = principal.kind === 'sub_admin';
-    const bind = isSub ? { sid: principal.subAdminId } : undefined;
-    const [rawUsers, rawResellers] = await Promise.all([
-      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = $sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, bind }),
-      sequelize.query<Record<string, unknown>>(
-        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = $sid' : ''} ORDER BY id`,
-        { type: QueryTypes.SELECT, bind },
-      ),
-    ]);
+    const { users: rows, resellers: resellerRows } = await this.listSnapshot(isSub ? principal.subAdminId : undefined);
     const resellers = new Map<number, ResellerRow>();
-    for (const raw of rawResellers) {
-      const r = readResellerRow(raw);
-      if (r) resellers.set(r.id, r);
-    }
+    for (const r of resellerRows) resellers.set(r.id, r);
     const live = this.ctx.live;
-    const item = (raw: Record<string, unknown>): UserListItem => {
-      const row = readUserRow(raw);
-      return toListItem(row, row.sub_admin_id === null ? null : resellers.get(row.sub_admin_id) ?? null, now, live.connectionsOf(row.username));
-    };
-    if (isSub) return { kind: 'sub_admin', users: rawUsers.map(item) };
+    const item = (row: ListRow): UserListItem =>
+      toListItem(row, row.sub_admin_id === null ? null : resellers.get(row.sub_admin_id) ?? null, now, live.connectionsOf(row.username));
+    if (isSub) return { kind: 'sub_admin', users: rows.map(item) };
 
     const own: UserListItem[] = [];
     const byReseller = new Map<number, UserListItem[]>([...resellers.keys()].map((id) => [id, []]));
-    for (const raw of rawUsers) {
-      const u = item(raw);
+    for (const row of rows) {
+      const u = item(row);
       if (u.sub_admin_id === null) own.push(u);
       else byReseller.get(u.sub_admin_id)?.push(u);
     }
@@ -136,6 +169,38 @@ export class UserViews {
       main_admin: { users: own },
       sub_admins: [...resellers.values()].map((r) => ({ id: r.id, username: r.username, users: byReseller.get(r.id) ?? [] })),
     };
+  }
+
+  /** The list rows of one scope: every user (`subAdminId` undefined) or one reseller's, in id order. */
+  private async listSnapshot(subAdminId: number | undefined): Promise<ListSnapshot> {
+    const generation = this.ctx.db.writeGeneration();
+    if (generation !== this.listCacheGeneration) {
+      this.listCache.clear();
+      this.listCacheGeneration = generation;
+    }
+    const key = subAdminId === undefined ? 'all' : `sub:${subAdminId}`;
+    const hit = this.listCache.get(key);
+    if (hit) return hit;
+    const isSub = subAdminId !== undefined;
+    const bind = isSub ? { sid: subAdminId } : undefined;
+    const sequelize = this.ctx.db.sequelize;
+    const [rawUsers, rawResellers] = await Promise.all([
+      sequelize.query<Record<string, unknown>>(`${LIST_SQL}${isSub ? ' WHERE u.sub_admin_id = $sid' : ''} ORDER BY u.id`, { type: QueryTypes.SELECT, bind }),
+      sequelize.query<Record<string, unknown>>(
+        `SELECT id, username, is_active, total_usage_quota_gb, used_traffic_bytes, allowed_servers, subscription_port FROM sub_admins${isSub ? ' WHERE id = $sid' : ''} ORDER BY id`,
+        { type: QueryTypes.SELECT, bind },
+      ),
+    ]);
+    const snapshot: ListSnapshot = { users: rawUsers.map(readListRow), resellers: [] };
+    for (const raw of rawResellers) {
+      const r = readResellerRow(raw);
+      if (r) snapshot.resellers.push(r);
+    }
+    // Only keep what was read under the generation checked above: a write meanwhile made it stale.
+    if (this.ctx.db.writeGeneration() === generation && snapshot.users.length <= LIST_CACHE_MAX_ROWS && this.listCache.size < LIST_CACHE_SCOPES) {
+      this.listCache.set(key, snapshot);
+    }
+    return snapshot;
   }
 
   async get(principal: Principal, username: string): Promise<UserDetail> {
