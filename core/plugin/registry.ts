@@ -12,6 +12,7 @@ import {
   type Availability,
   type ClientEndpoint,
   type ClientUser,
+  type CustomerFact,
   type DesiredState,
   type PluginCapabilities,
   type PluginPki,
@@ -239,6 +240,18 @@ export class PluginRegistry {
     return { mediaType: format.mediaType, render: (user, endpoints) => instance.renderClientConfig!(user, endpoints) };
   }
 
+  /** What a customer must know about a protocol's server to trust it (none while its plugin is down). */
+  async customerFactsOf(protocol: ProtocolId, serverId: string): Promise<readonly CustomerFact[]> {
+    const entry = this.entries.get(pluginSourceId(protocol, serverId)) ?? (serverId === MAIN_SERVER_ID ? undefined : this.entries.get(pluginSourceId(protocol, MAIN_SERVER_ID)));
+    if (!entry || entry.state !== 'available' || !entry.instance?.customerFacts) return [];
+    try {
+      return await entry.instance.customerFacts();
+    } catch (err) {
+      this.logger.warn({ source: entry.id, err: (err as Error).message }, 'customer facts unavailable');
+      return [];
+    }
+  }
+
   /** Asks every loaded instance again (binaries installed since, daemon gone…). */
   async refreshAvailability(): Promise<void> {
     await Promise.all([...this.entries.values()].filter((e) => e.raw).map((e) => this.checkAvailability(e)));
@@ -350,6 +363,8 @@ export class PluginRegistry {
       ...(raw.renderClientConfig && {
         renderClientConfig: (u: ClientUser, e: readonly ClientEndpoint[]) => call('renderClientConfig', slow, () => raw.renderClientConfig!(u, e)),
       }),
+      // Issuing a certificate on first use may take a while (key generation).
+      ...(raw.customerFacts && { customerFacts: (): Promise<readonly CustomerFact[]> => call('customerFacts', slow, () => raw.customerFacts!()) }),
     };
   }
 }

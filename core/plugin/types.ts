@@ -233,6 +233,19 @@ export interface ProtocolPluginInstance {
   disconnect(target: { username: string } | { sessionKey: string }): Promise<void>;
   /** A client configuration file for the user dialing these endpoints (only with `capabilities.clientConfig`). */
   renderClientConfig?(user: ClientUser, endpoints: readonly ClientEndpoint[]): Promise<string>;
+  /**
+   * Public facts a customer needs about this server besides its address and their own
+   * credentials — what a client asks to trust it (ocserv's certificate pin, an IKEv2 server
+   * identity). Shown on the subscription page; never a secret.
+   */
+  customerFacts?(): Promise<readonly CustomerFact[]>;
+}
+
+/** One value a customer copies into a client, under a stable key and an English label. */
+export interface CustomerFact {
+  key: string;
+  label: string;
+  value: string;
 }
 
 export interface ProtocolPluginDefinition<Config = unknown> {

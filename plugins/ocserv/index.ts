@@ -23,6 +23,7 @@ import {
   type Availability,
   type ClientEndpoint,
   type ClientUser,
+  type CustomerFact,
   type DesiredState,
   type PluginCapabilities,
   type PluginContext,
@@ -324,6 +325,11 @@ export class OcservPlugin implements ProtocolPluginInstance {
     if (!servers.length) throw invalid('no endpoints for the profile: pass them or set publicHost and listeners');
     const pin = await this.certificatePin();
     return renderClientProfile({ username, servers: dedupe(servers), pin, title: `${username} @ ${this.serverId}` });
+  }
+
+  /** The pin customers give `openconnect --servercert` or check in AnyConnect's certificate prompt. */
+  async customerFacts(): Promise<CustomerFact[]> {
+    return [{ key: 'certificate_pin', label: 'Server certificate pin', value: await this.certificatePin() }];
   }
 
   /** `pin-sha256:…` of the server certificate (issued from the panel PKI on first use). */

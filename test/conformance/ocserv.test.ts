@@ -123,6 +123,17 @@ describe('ocserv conformance lab', () => {
       expect(await again.up()).to.equal(false);
     });
 
+    it('customer facts carry the certificate pin the profile gives openconnect (which trusts the server by it)', async () => {
+      instance = makeInstance({}, `${lab.dir}/oc-${randomBytes(3).toString('hex')}`);
+      await instance.apply({ users, listeners, settings: {} });
+      const facts = await instance.customerFacts();
+      const profile = await instance.renderClientConfig(users[0], [{ host: SERVER_IP, port: 443, protocol: 'tcp' }]);
+      expect(facts.map((f) => f.key)).to.deep.equal(['certificate_pin']);
+      expect(facts[0]!.value).to.match(/^pin-sha256:[A-Za-z0-9+/]{43}=$/);
+      expect(profile).to.include(`servercert=${facts[0]!.value}`);
+      await connected(instance, users[0]);
+    });
+
     it('the disconnect hook\'s final counters reach sessionEnded once, also from a new plugin instance after a restart', async () => {
       const stateDir = `${lab.dir}/oc-${randomBytes(3).toString('hex')}`;
       const ended: SessionEnded[] = [];

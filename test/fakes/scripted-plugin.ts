@@ -9,6 +9,7 @@ import {
   type ClientConfigFormat,
   type ClientEndpoint,
   type ClientUser,
+  type CustomerFact,
   type DesiredState,
   type PluginCapabilities,
   type LiveSession,
@@ -91,6 +92,8 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
   renderFailure?: Error;
   /** When set, `apply` fails with it (an unreachable node, a daemon that will not start). */
   applyFailure?: Error;
+  /** What `customerFacts` answers (an Error: it fails with it). */
+  facts: CustomerFact[] | Error = [];
 
   constructor(
     readonly ctx: PluginContext<unknown>,
@@ -178,6 +181,10 @@ export class ScriptedPlugin implements ProtocolPluginInstance {
     this.rendered.push({ user, endpoints });
     if (this.renderFailure) throw this.renderFailure;
     return `# ${this.protocol} config of ${user.username}\n${endpoints.map((e) => `remote ${e.host} ${e.port} ${e.protocol}`).join('\n')}\n`;
+  }
+  async customerFacts(): Promise<CustomerFact[]> {
+    if (this.facts instanceof Error) throw this.facts;
+    return this.facts;
   }
   async ports(): Promise<PortNeed[]> {
     return (this.applied.at(-1)?.listeners ?? []).map((l) => ({ ...l, purpose: `scripted ${this.protocol}` }));

@@ -110,4 +110,23 @@ describe('plugin registry', () => {
     expect(r.offers('openvpn', 'main')).to.equal(false);
     expect(r.formatOf('wireguard')).to.equal(null);
   });
+
+  it('customer facts: from the server\'s own instance, else main\'s; none while the plugin is down or when it fails', async () => {
+    const { registry: r } = registry();
+    expect(await r.customerFactsOf('cisco', 'main')).to.deep.equal([]);
+    let main: import('../fakes/scripted-plugin').ScriptedPlugin | undefined;
+    let node: import('../fakes/scripted-plugin').ScriptedPlugin | undefined;
+    await r.add(scriptedPluginDefinition('cisco', (p) => (main = p)), at('main'));
+    await r.add(scriptedPluginDefinition('cisco', (p) => (node = p)), at('node_2'));
+    main!.facts = [{ key: 'certificate_pin', label: 'Server certificate pin', value: 'pin-sha256:main' }];
+    node!.facts = [{ key: 'certificate_pin', label: 'Server certificate pin', value: 'pin-sha256:node2' }];
+    expect((await r.customerFactsOf('cisco', 'main')).map((f) => f.value)).to.deep.equal(['pin-sha256:main']);
+    expect((await r.customerFactsOf('cisco', 'node_2')).map((f) => f.value)).to.deep.equal(['pin-sha256:node2']);
+    expect((await r.customerFactsOf('cisco', 'node_1')).map((f) => f.value), 'a node without its own entry runs main\'s').to.deep.equal(['pin-sha256:main']);
+    node!.facts = new Error('certificate not issued yet');
+    expect(await r.customerFactsOf('cisco', 'node_2')).to.deep.equal([]);
+    main!.available = { available: false, reason: 'ocserv is not installed' };
+    await r.refreshAvailability();
+    expect(await r.customerFactsOf('cisco', 'main')).to.deep.equal([]);
+  });
 });
