@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
+import { QueryTypes } from 'sequelize';
 import { createApp } from '../../api/server';
 import { bootstrapCore } from '../../core/bootstrap';
 import { loadConfig } from '../../core/config';
@@ -15,7 +16,10 @@ import { bench, median, progress } from './report';
 /**
  * API figures, each measured in this one run:
  *   api.get_user_vs_express  req/s of GET /api/v1/users/{u} with 10k users ÷ req/s of a bare Express handler
- *   api.list_all_10k_ms      GET /api/v1/users/list_all with 10k users (median)
+ *   api.list_all_10k_ms      GET /api/v1/users/list_all with 10k users, asked again with no write between (median)
+ *   api.list_all_10k_cold_ms the same right after a write (the rows are read again)
+ *   api.list_all_vs_floor    list_all right after a write ÷ the floor (the same rows by one raw query + JSON.stringify), median of rounds
+ *   api.list_all_kept_vs_floor  list_all asked again ÷ the floor
  *   api.bulk_1000_ms         POST /api/v1/users {bulk_count: 1000} (median over the batches that build the 10k)
  *   api.rss_100k_mb          RSS of a started daemon process whose database holds 100k users
  */
@@ -65,14 +69,51 @@ async function benchInProcess(dir: string): Promise<void> {
   }
   bench('api.bulk_1000_ms', median(bulkTimes), 'ms');
 
-  const listTimes: number[] = [];
-  for (let i = 0; i < 7; i++) {
+  // list_all against its floor: the same rows read by one raw SQL query and JSON.stringify-ed
+  // in this process. Rounds alternate floor, list right after a write (nothing kept: rows are
+  // read), and list again (rows kept under the write generation), so noise hits all alike. The
+  // clock stops when the body has arrived; parsing it on this side is the client's cost.
+  const sequelize = core.ctx.db.sequelize;
+  const floorSql = `SELECT u.username, u.sub_admin_id, u.is_active, u.max_clients, u.activation_type, u.expiry_date, u.first_connection_at,
+    u.data_limit, u.data_limit_unit, u.data_limit_bytes, COALESCE(uu.upload_bytes, 0) AS upload_bytes, COALESCE(uu.download_bytes, 0) AS download_bytes
+    FROM users u LEFT JOIN user_usage uu ON uu.user_id = u.id ORDER BY u.id`;
+  const floorOnce = async () => {
     const t0 = performance.now();
-    const out = await api('GET', '/users/list_all');
-    listTimes.push(performance.now() - t0);
-    if ((out.main_admin as { users: unknown[] }).users.length !== 10_000) throw new Error('list_all did not return 10k users');
+    const body = JSON.stringify(await sequelize.query(floorSql, { type: QueryTypes.SELECT }));
+    const ms = performance.now() - t0;
+    if (body.length < 10_000) throw new Error('floor read no rows');
+    return ms;
+  };
+  const listOnce = async () => {
+    const t0 = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/users/list_all`, { headers: { 'X-API-KEY': adminKey } });
+    const text = await res.text();
+    const ms = performance.now() - t0;
+    const out = JSON.parse(text) as { main_admin?: { users: unknown[] } };
+    if (res.status !== 200 || out.main_admin?.users.length !== 10_000) throw new Error(`list_all → ${res.status}, not 10k users`);
+    return ms;
+  };
+  await floorOnce(); // warm-up
+  await listOnce();
+  const coldTimes: number[] = [];
+  const keptTimes: number[] = [];
+  const coldRatios: number[] = [];
+  const keptRatios: number[] = [];
+  for (let round = 0; round < 9; round++) {
+    const floor = await floorOnce();
+    await api('PUT', `/users/${names[round]}`, { notes: `bench round ${round}` });
+    const cold = await listOnce();
+    const kept = await listOnce();
+    coldTimes.push(cold);
+    keptTimes.push(kept);
+    coldRatios.push(cold / floor);
+    keptRatios.push(kept / floor);
+    progress(`round ${round + 1}: floor ${floor.toFixed(1)} ms, list after a write ${cold.toFixed(1)} ms, list again ${kept.toFixed(1)} ms`);
   }
-  bench('api.list_all_10k_ms', median(listTimes), 'ms');
+  bench('api.list_all_10k_ms', median(keptTimes), 'ms');
+  bench('api.list_all_10k_cold_ms', median(coldTimes), 'ms');
+  bench('api.list_all_vs_floor', median(coldRatios), 'ratio');
+  bench('api.list_all_kept_vs_floor', median(keptRatios), 'ratio');
 
   const sample = names.filter((_, i) => i % 37 === 0).map((n) => `/api/v1/users/${n}`);
 
