@@ -8,6 +8,7 @@ import { openApiDocument } from './openapi';
 import { mountPublicPages } from './pages';
 import { createRestRouter, restErrorHandler } from './rest';
 import { appRouter } from './routers';
+import { userDetailCache } from './user-detail-cache';
 
 export type AppKind =
   /** The panel's own port: everything. */
@@ -42,6 +43,7 @@ export function createApp(services: Services, appKind: AppKind = { kind: 'main' 
     app.get('/api/v1/openapi.json', (_req, res) => {
       res.json(openApiDocument(services.ctx.config.publicUrlResolved));
     });
+    app.get('/api/v1/users/:username', userDetailCache(services));
     app.use('/api/v1', createRestRouter(services, { restrictToSubAdminId }));
     app.use('/docs', docsRouter('/api/v1/openapi.json'));
   }

@@ -203,6 +203,25 @@ export class UserViews {
     return snapshot;
   }
 
+  /**
+   * Changes whenever a user's detail (as `get` answers it) may have changed other than by the
+   * clock: any write to the database, a plugin starting or failing, the user's live
+   * connections. A detail computed under one stamp is exact while the stamp is unchanged and
+   * `detailValidUntil` has not passed.
+   */
+  detailStamp(username: string): string {
+    return `${this.ctx.db.writeGeneration()}:${this.offer.version()}:${this.ctx.live.connectionsOf(username)}`;
+  }
+
+  /**
+   * Until when a detail stays exact under an unchanged stamp (ms since the epoch): its status is
+   * the one part the clock changes, and only at `expiry_date` (see deriveStatus).
+   */
+  detailValidUntil(detail: Pick<UserDetail, 'expiry_date'>): number {
+    const expiry = detail.expiry_date === null ? NaN : Date.parse(detail.expiry_date);
+    return Number.isNaN(expiry) || expiry <= this.ctx.clock.now().getTime() ? Infinity : expiry;
+  }
+
   async get(principal: Principal, username: string): Promise<UserDetail> {
     const loaded = await this.load(username, principal);
     if (!loaded) throw notFound(NOT_FOUND);
