@@ -3,10 +3,14 @@ import express from 'express';
 import request, { type Response } from 'supertest';
 import { mountPublicPages } from '../../api/pages';
 import { DomainError } from '../../core/errors';
-import { User } from '../../core/db';
+import { SubAdmin, User } from '../../core/db';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+/** JSON and files run nothing; HTML pages run their own nonce'd script and stylesheet only. */
+const CSP_NO_SCRIPT = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP_PAGE = /^default-src 'none'; script-src 'nonce-([A-Za-z0-9+/=]{16,})'; style-src 'nonce-\1'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'$/;
+/** Pages differ only by their per-answer nonce. */
+const withoutNonce = (html: string) => html.replace(/nonce="[^"]*"/g, 'nonce=""');
 const HOSTILE = `<script>alert("pwn")</script>'"&<img src=x onerror=alert(1)>`;
 const JSON_NOT_FOUND = { success: false, message: 'Not found' };
 const PROFILES_UNAVAILABLE = 'OpenVPN profiles are not available: the OpenVPN plugin is not running on this server.';
@@ -18,7 +22,16 @@ function splitSubUrl(url: string): { path: string; token: string } {
 }
 
 function expectPrivateHeaders(res: Response): void {
-  expect(res.headers['content-security-policy']).to.equal(CSP);
+  const csp = res.headers['content-security-policy'];
+  if (/^text\/html/.test(res.headers['content-type'] ?? '')) {
+    const nonce = CSP_PAGE.exec(csp)?.[1];
+    expect(nonce, csp).to.be.a('string');
+    // Every script and stylesheet on the page carries the header's nonce; nothing is loaded from anywhere.
+    for (const tag of res.text.match(/<(script|style)\b[^>]*>/g) ?? []) expect(tag).to.contain(`nonce="${nonce}"`);
+    expect(res.text).to.not.match(/<link |\ssrc=|\sstyle="|\son[a-z]+=/);
+  } else {
+    expect(csp).to.equal(CSP_NO_SCRIPT);
+  }
   expect(res.headers['cache-control']).to.equal('no-store');
   expect(res.headers['referrer-policy']).to.equal('no-referrer');
 }
@@ -95,7 +108,7 @@ forEachDatabase((kind) => {
       expect(Object.keys(b).sort()).to.deep.equal(
         [
           'success', 'username', 'status', 'is_active', 'is_online', 'data_limit', 'data_limit_unit', 'upload_bytes',
-          'download_bytes', 'total_traffic_bytes', 'expiry_date', 'days_left', 'protocols',
+          'download_bytes', 'total_traffic_bytes', 'expiry_date', 'days_left', 'protocols', 'subscription_url', 'support_contact',
         ].sort(),
       );
       expect(b).to.deep.include({
@@ -121,7 +134,14 @@ forEachDatabase((kind) => {
       expect(b.protocols.cisco).to.deep.include({ enabled: true, username: 'alice', password: 'alice-cisco-pass' });
       expect(b.protocols.l2tp.servers).to.be.an('array').that.is.not.empty;
       expect(b.protocols.cisco.servers).to.be.an('array').that.is.not.empty;
-      expect(b.protocols.wireguard).to.deep.equal({ enabled: false, address: null, public_key: null, servers: [] });
+      expect(b.protocols.wireguard).to.deep.equal({ enabled: false, available: false, address: null, public_key: null, servers: [] });
+      expect(b.subscription_url).to.equal(`http://panel.example.test:8080/sub/alice?token=${token}`);
+      expect(b.support_contact).to.equal(null);
+      // What a customer types: the host alone where ports are fixed, an https URL for the TLS one.
+      expect(b.protocols.l2tp.servers[0]).to.deep.equal({ name: 'Main Server', address: 'panel.example.test', port: 500, dial: 'panel.example.test' });
+      expect(b.protocols.cisco.servers[0].dial).to.equal('https://panel.example.test');
+      expect(b.protocols.openvpn.servers[0].dial).to.equal('panel.example.test:1194');
+      for (const id of ['openvpn', 'l2tp', 'cisco']) expect(b.protocols[id].available, id).to.equal(true);
 
       // One download link per all_ovpn_links entry, each carrying the token.
       const links = (await admin(h.http.get('/api/v1/users/alice/all_ovpn_links'))).body.links as Array<{ name: string }>;
@@ -139,8 +159,8 @@ forEachDatabase((kind) => {
       const { path, token } = await subUrlOf('bob');
       const b = (await getSub(path, token)).body;
       expect(b.protocols.openvpn.enabled).to.equal(true);
-      expect(b.protocols.l2tp).to.deep.equal({ enabled: false, username: 'bob', password: null, psk: null, servers: [] });
-      expect(b.protocols.cisco).to.deep.equal({ enabled: false, username: 'bob', password: null, servers: [] });
+      expect(b.protocols.l2tp).to.deep.equal({ enabled: false, available: false, username: 'bob', password: null, psk: null, servers: [] });
+      expect(b.protocols.cisco).to.deep.equal({ enabled: false, available: false, username: 'bob', password: null, servers: [] });
       expect(b).to.deep.include({ data_limit: 0, expiry_date: null, days_left: null });
     });
 
@@ -153,13 +173,14 @@ forEachDatabase((kind) => {
         expectPrivateHeaders(res);
         const html = res.text;
         expect(html).to.match(/^<!doctype html>/);
-        expect(html).to.contain('<h1>alice</h1>').and.contain('>Active</span>');
+        expect(html).to.contain('<h1 dir="ltr">alice</h1>').and.contain('>Active</span>');
+        expect(html).to.contain('<html lang="en" dir="ltr">');
         expect(html).to.contain('role="progressbar"').and.contain('of 10 GB');
         expect(html).to.contain('30 days left');
         expect(html).to.contain(`href="http://panel.example.test:8080/download/alice/main_udp.ovpn?token=${token}"`);
-        expect(html).to.contain('<code>alice-l2tp-pass</code>').and.contain('<code>alice-cisco-pass</code>');
+        expect(html).to.match(/<code dir="ltr" id="v\d+">alice-l2tp-pass<\/code>/).and.match(/<code dir="ltr" id="v\d+">alice-cisco-pass<\/code>/);
         expect(html).to.not.contain('paid until July'); // the admin's notes are not the customer's business
-        expect(html).to.not.match(/<script|<link |src=/);
+        expect(html.match(/<script\b/g) ?? [], 'one inline script (the copy buttons)').to.have.length(1);
       }
     });
 
@@ -184,7 +205,7 @@ forEachDatabase((kind) => {
       const res = await getSub(path, token, 'text/html');
       expect(res.status).to.equal(200);
       expect(res.text).to.not.contain('<script>').and.not.contain('<img');
-      expect(res.text).to.contain('<code>&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt;&#39;&quot;&amp;&lt;img src=x onerror=alert(1)&gt;</code>');
+      expect(res.text).to.contain('>&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt;&#39;&quot;&amp;&lt;img src=x onerror=alert(1)&gt;</code>');
       const json = (await getSub(path, token)).body;
       expect(json.protocols.l2tp.password).to.equal(HOSTILE);
     });
@@ -212,10 +233,10 @@ forEachDatabase((kind) => {
         expect(asHtml.status, label).to.equal(404);
         expect(asHtml.headers['content-type'], label).to.match(/^text\/html/);
         expectPrivateHeaders(asHtml);
-        html ??= asHtml.text;
-        expect(asHtml.text, `${label}: same page as every other wrong link`).to.equal(html);
+        html ??= withoutNonce(asHtml.text);
+        expect(withoutNonce(asHtml.text), `${label}: same page as every other wrong link`).to.equal(html);
       }
-      expect(html).to.contain('Not found').and.not.contain('alice');
+      expect(html).to.contain('This link does not work').and.not.contain('alice');
     });
 
     it('an unknown user costs the same database work as a wrong token (the token is checked either way)', async () => {
@@ -283,6 +304,81 @@ forEachDatabase((kind) => {
       expect((await getSub(shopUser.path, shopUser.token)).status).to.equal(200);
     });
 
+    it('language: Accept-Language by quality, ?lang= wins, anything else is English; Persian is right to left', async () => {
+      const { path, token } = await subUrlOf('alice');
+      const page = (headers: Record<string, string>, lang?: string) =>
+        h.http.get(path).query(lang === undefined ? { token } : { token, lang }).set({ Accept: 'text/html', ...headers });
+      const cases: Array<[string, Record<string, string>, string | undefined, 'en' | 'fa']> = [
+        ['no header', {}, undefined, 'en'],
+        ['Persian browser', { 'Accept-Language': 'fa-IR,fa;q=0.9,en-US;q=0.8' }, undefined, 'fa'],
+        ['English preferred over Persian', { 'Accept-Language': 'de;q=1, en;q=0.8, fa;q=0.5' }, undefined, 'en'],
+        ['Persian preferred by quality', { 'Accept-Language': 'en;q=0.2, fa;q=0.7' }, undefined, 'fa'],
+        ['switch to English', { 'Accept-Language': 'fa' }, 'en', 'en'],
+        ['switch to Persian', { 'Accept-Language': 'en' }, 'fa', 'fa'],
+        ['unknown lang ignored', { 'Accept-Language': 'fa' }, '<script>', 'fa'],
+      ];
+      for (const [label, headers, lang, want] of cases) {
+        const res = await page(headers, lang);
+        expect(res.status, label).to.equal(200);
+        expect(res.text, label).to.contain(want === 'fa' ? '<html lang="fa" dir="rtl">' : '<html lang="en" dir="ltr">');
+        expect(res.headers.vary, label).to.match(/Accept-Language/);
+      }
+      const persian = (await page({ 'Accept-Language': 'fa' })).text;
+      expect(persian).to.contain('>فعال</span>');
+      // Persian digits and units, the Persian calendar (alice expires 2026-07-01 12:00 UTC = 10 Tir 1405, 15:30 Tehran).
+      expect(persian).to.contain('۱۰ تیر ۱۴۰۵').and.contain('گیگابایت').and.contain('۳۰ روز مانده');
+      expect(persian).to.contain(`href="?token=${encodeURIComponent(token)}&amp;lang=en"`);
+      expect(persian).to.not.contain('<script>alert');
+    });
+
+    it('support contact: the reseller\'s own on its customers\' pages, else the global one; escaped wherever it is shown', async () => {
+      const key = async () => {
+        const res = await admin(h.http.post('/api/v1/sub_admins')).send({ username: 'shop_contact', password: 'shop-contact-password' });
+        expect(res.status, JSON.stringify(res.body)).to.equal(200);
+        return res.body.sub_admin as { id: number; api_key: string };
+      };
+      const shop = await key();
+      expect((await h.http.post('/api/v1/users').set('X-API-KEY', shop.api_key).send({ username: 'shop_customer', expiry_days: 1 })).status).to.equal(200);
+      const shopUser = await subUrlOf('shop_customer');
+      const alice = await subUrlOf('alice');
+      expect((await getSub(shopUser.path, shopUser.token)).body.support_contact).to.equal(null);
+
+      expect((await admin(h.http.put('/api/v1/support_contact')).send({ support_contact: '@global_help' })).status).to.equal(200);
+      expect((await getSub(shopUser.path, shopUser.token)).body.support_contact, 'falls back to the global one').to.equal('@global_help');
+      expect((await h.http.put('/api/v1/support_contact').set('X-API-KEY', shop.api_key).send({ support_contact: 'https://t.me/shop_bot' })).status).to.equal(200);
+      expect((await getSub(shopUser.path, shopUser.token)).body.support_contact).to.equal('https://t.me/shop_bot');
+      expect((await getSub(alice.path, alice.token)).body.support_contact, "the main admin's users keep the global one").to.equal('@global_help');
+      const html = (await getSub(alice.path, alice.token, 'text/html')).text;
+      expect(html).to.contain('<a href="https://t.me/global_help" rel="noopener noreferrer"><bdi dir="ltr">@global_help</bdi></a>');
+
+      // Written straight into the row, past the API's validation: the page must not depend on it.
+      await SubAdmin.update({ support_contact: HOSTILE }, { where: { id: shop.id } });
+      const hostile = await getSub(shopUser.path, shopUser.token, 'text/html');
+      expect(hostile.status).to.equal(200);
+      expect(hostile.text).to.not.contain('<script>alert').and.not.contain('<img src=x');
+      expect(hostile.text).to.contain('&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt;');
+      await admin(h.http.put('/api/v1/support_contact')).send({ support_contact: null });
+    });
+
+    it('only protocols whose plugin runs get a card (JSON: available false, no servers)', async () => {
+      const { path, token } = await subUrlOf('alice');
+      expect((await getSub(path, token, 'text/html')).text).to.contain('data-protocol="l2tp"');
+      const l2tp = h.plugins.l2tp!;
+      l2tp.available = { available: false, reason: 'xl2tpd is not installed' };
+      await h.core.plugins.refreshAvailability();
+      try {
+        const card = (await getSub(path, token)).body.protocols.l2tp;
+        expect(card).to.include({ enabled: true, available: false });
+        expect(card.servers).to.deep.equal([]);
+        const html = (await getSub(path, token, 'text/html')).text;
+        expect(html).to.not.contain('data-protocol="l2tp"').and.not.contain('alice-l2tp-pass');
+        expect(html).to.contain('data-protocol="cisco"');
+      } finally {
+        l2tp.available = { available: true };
+        await h.core.plugins.refreshAvailability();
+      }
+    });
+
     describe('GET /download/{username}/{name}.ovpn', () => {
       afterEach(() => setProfileSource(h, new FakeProfileSource(h)));
 
@@ -293,6 +389,24 @@ forEachDatabase((kind) => {
         expect(res.status).to.equal(503);
         expect(res.body).to.deep.equal({ success: false, message: PROFILES_UNAVAILABLE });
         expectPrivateHeaders(res);
+      });
+
+      it('a browser gets a localized HTML page instead (503 with a way back; 404 the same as the page\'s), never JSON', async () => {
+        await setProfileSource(h, undefined);
+        const { token } = await subUrlOf('alice');
+        const res = await h.http.get('/download/alice/main_udp.ovpn').query({ token }).set({ Accept: 'text/html,*/*;q=0.8', 'Accept-Language': 'fa' });
+        expect(res.status).to.equal(503);
+        expect(res.headers['content-type']).to.match(/^text\/html/);
+        expectPrivateHeaders(res);
+        expect(res.text).to.contain('<html lang="fa" dir="rtl">').and.contain('این دانلود فعلاً در دسترس نیست');
+        expect(res.text).to.contain(`href="/sub/alice?token=${token}"`);
+        const wrong = await h.http.get('/download/alice/main_udp.ovpn').query({ token: 'nope' }).set({ Accept: 'text/html' });
+        const unknown = await h.http.get('/download/nobody_here/main_udp.ovpn').query({ token }).set({ Accept: 'text/html' });
+        const page404 = await h.http.get('/sub/nobody_here').query({ token }).set({ Accept: 'text/html' });
+        for (const r of [wrong, unknown]) {
+          expect(r.status).to.equal(404);
+          expect(withoutNonce(r.text)).to.equal(withoutNonce(page404.text));
+        }
       });
 
       it('wrong or missing token, unknown user, a name the user may not use, or OpenVPN disabled: the same 404', async () => {
