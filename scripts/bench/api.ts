@@ -8,6 +8,7 @@ import { QueryTypes } from 'sequelize';
 import { createApp } from '../../api/server';
 import { bootstrapCore } from '../../core/bootstrap';
 import { loadConfig } from '../../core/config';
+import { createLogger } from '../../core/logger';
 import { MAIN_ADMIN } from '../../core/principal';
 import { randomKey } from '../../core/secrets';
 import { runLoad } from './load';
@@ -23,6 +24,9 @@ import { bench, median, progress } from './report';
  *   api.bulk_1000_ms         POST /api/v1/users {bulk_count: 1000} (median over the batches that build the 10k)
  *   api.rss_100k_mb          RSS of a started daemon process whose database holds 100k users
  */
+// stdout carries only BENCH lines: the in-process daemons log warnings and worse, to stderr.
+const benchLogger = createLogger(process.env.POLYGATE_LOG_LEVEL ?? 'warn', process.stderr);
+
 export async function runApiBench(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'polygate-bench-'));
   try {
@@ -42,7 +46,7 @@ async function benchInProcess(dir: string): Promise<void> {
     POLYGATE_RESELLER_LISTENERS: 'off',
     POLYGATE_PORT: '18080',
   });
-  const core = await bootstrapCore(config);
+  const core = await bootstrapCore(config, { logger: benchLogger });
   const app = createApp(core.services);
   const server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
@@ -159,7 +163,7 @@ async function benchRss(dir: string): Promise<void> {
     POLYGATE_PLUGINS: '',
   };
   // Fill the database through the service layer, then start a real daemon process on it.
-  const core = await bootstrapCore(loadConfig(env));
+  const core = await bootstrapCore(loadConfig(env), { logger: benchLogger });
   const some: string[] = [];
   for (let i = 0; i < 100; i++) {
     const created = await core.services.users.create(MAIN_ADMIN, { bulk_count: 1000, data_limit: 10, expiry_days: 30 });
