@@ -26,7 +26,7 @@ export interface RestRoute {
   takesInput: boolean;
 }
 
-const JSON_BODY_MESSAGE = 'Request body must be JSON and not empty';
+export const JSON_BODY_MESSAGE = 'Request body must be JSON and not empty';
 
 export function listRestRoutes(): RestRoute[] {
   const procedures = appRouter._def.procedures as unknown as Record<string, AnyProcedure>;

@@ -5,8 +5,31 @@ import type { ApiContext } from './context';
 import { toTrpcError } from './errors';
 import { assertNoControlCharacters } from './input-guard';
 
-/** Procedure metadata: the OpenAPI route plus the HTTP status of a success (202 for async work). */
-export type ApiMeta = OpenApiMeta<{ successStatus?: number; access?: Access }>;
+/**
+ * Procedure metadata: the OpenAPI route, the HTTP status of a success (202 for async work), who
+ * may call it, and what the document shows: an example request that succeeds and the answers
+ * particular to the operation. `api/openapi.ts` adds the answers every operation of its kind
+ * has (400, 401, 403 by access, 413/415 for bodies, 500, 503); `test/contract/openapi-examples.test.ts`
+ * replays all of them against a server.
+ */
+export type ApiMeta = OpenApiMeta<{ successStatus?: number; access?: Access; example?: ExampleRequest; answers?: Record<number, DocumentedAnswer> }>;
+
+/** A request as the document shows it: path parameters, query parameters, JSON body. */
+export interface ExampleRequest {
+  params?: Record<string, string | number>;
+  query?: Record<string, string | number>;
+  body?: Record<string, unknown>;
+}
+
+/** An answer of one operation: the example message, and a request that gets it on a panel holding the examples' data. */
+export interface DocumentedAnswer {
+  message: string;
+  description: string;
+  /** Absent where no single request provokes it (a reseller at its limit, a full address pool); the examples test says so. */
+  request?: ExampleRequest;
+  /** The contract's one error with `success: true`: DELETE /nodes/{id} of an unknown id. */
+  success?: true;
+}
 
 /** Who may call a procedure; the authorization matrix test reads this from the router itself. */
 export type Access = 'public' | 'any_key' | 'main_admin' | 'main_admin_strict';

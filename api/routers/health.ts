@@ -11,7 +11,7 @@ const componentStatus = z.object({ state: z.enum(['ok', 'unmanaged', 'unavailabl
 
 export const healthRouter = router({
   check: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/health', tags: ['Health'], summary: 'Panel health', protect: true } })
+    .meta({ openapi: { method: 'GET', path: '/health', tags: ['Health'], summary: 'Panel health', protect: true }, example: {} })
     .input(z.void())
     .output(
       z.object({

@@ -1,6 +1,8 @@
 import { z } from 'zod';
-import { NODE_PORT_FIELD } from '../../core/protocols/table';
+import { NODE_PORT_FIELD, PORTS_TABLE_PROTOCOL } from '../../core/protocols/table';
+import { DELETION_IN_PROGRESS_MESSAGE, MISSING_NODE_FIELDS_MESSAGE, NODE_NOT_FOUND_MESSAGE } from '../../core/services/nodes';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { wholeNumber } from '../../core/services/users/fields';
 import { strictInput } from '../input-guard';
 import { isoTimestampMicro } from './health';
 
@@ -26,14 +28,23 @@ const nodeDetails = z.object({
 /** What a reseller may see of a node. */
 const nodeBrief = z.object({ id: z.number().int(), name: z.string(), status: nodeStatus });
 
-/** Fields of create and edit; the service checks ranges and formats so tRPC clients get the same messages. */
+const DEFAULT_PORT = PORTS_TABLE_PROTOCOL.defaultPorts[0]!;
+
+/** The node service's port rule and sentence, at the edge so the document shows the bounds. */
+const port = (field: string) => wholeNumber(1, 65535, `Field '${field}' must be an integer between 1 and 65535.`);
+
+/** Fields of create and edit. Bounds are refused here with the service's own sentences (so the document shows them); the service keeps the cross-field rules. */
 const nodeFields = {
   name: z.string().nullish(),
   ip_address: z.string().nullish(),
   ssh_password: z.string().nullish(),
-  ssh_port: z.number().optional(),
-  ssh_username: z.string().optional(),
-  [NODE_PORT_FIELD]: z.number().optional(),
+  ssh_port: port('ssh_port').optional().meta({ description: 'Default 22.' }),
+  ssh_username: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "Field 'ssh_username' must be a valid user name (lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32 characters)." })
+    .optional()
+    .meta({ description: 'Default root.' }),
+  [NODE_PORT_FIELD]: port(NODE_PORT_FIELD).optional(),
   protocol: z.enum(['udp', 'tcp']).optional(),
   sync_all_users: z.boolean().optional(),
   communication_method: z.string().nullish(),
@@ -60,6 +71,7 @@ export const nodesRouter = router({
   list: authedProcedure
     .meta({
       openapi: { method: 'GET', path: '/nodes', tags: ['Nodes'], summary: 'List nodes (resellers see id, name and status only)', protect: true },
+      example: {},
     })
     .input(z.void())
     .output(z.object({ success: z.literal(true), nodes: z.array(z.union([nodeDetails, nodeBrief])) }))
@@ -75,6 +87,28 @@ export const nodesRouter = router({
     .meta({
       openapi: { method: 'POST', path: '/nodes', tags: ['Nodes'], summary: 'Add a node (checks SSH, then provisions in the background)', protect: true },
       successStatus: 202,
+      example: {
+        body: {
+          name: 'Node A',
+          ip_address: '203.0.113.10',
+          ssh_password: 'pass',
+          [NODE_PORT_FIELD]: DEFAULT_PORT.port,
+          protocol: DEFAULT_PORT.protocol,
+          sync_all_users: false,
+          communication_method: 'ssh',
+        },
+      },
+      answers: {
+        400: {
+          message: MISSING_NODE_FIELDS_MESSAGE,
+          description: 'name, ip_address or ssh_password is missing (this exact text whichever are), the SSH preflight failed (the reason), or a field is unknown, of the wrong type or out of range.',
+          request: { body: { name: 'Node C' } },
+        },
+        409: {
+          message: `Port ${DEFAULT_PORT.port}/${DEFAULT_PORT.protocol} on node_1 is already used by ${PORTS_TABLE_PROTOCOL.displayName}.`,
+          description: "The node's port is already claimed on that server.",
+        },
+      },
     })
     .input(strictInput(nodeFields))
     .output(z.object({ success: z.literal(true), message: z.literal('Node created and installation started in background.'), node_id: z.number().int() }))
@@ -86,6 +120,15 @@ export const nodesRouter = router({
   update: mainAdminStrictProcedure
     .meta({
       openapi: { method: 'PUT', path: '/nodes/{id}', tags: ['Nodes'], summary: 'Edit a node (syncs only the services that changed)', protect: true },
+      example: { params: { id: 1 }, body: { [NODE_PORT_FIELD]: DEFAULT_PORT.port + 1, protocol: 'tcp' } },
+      answers: {
+        404: { message: NODE_NOT_FOUND_MESSAGE, description: 'No node has this id.', request: { params: { id: 999999 }, body: { protocol: 'udp' } } },
+        409: {
+          message: `Port ${DEFAULT_PORT.port + 1}/tcp on node_1 is already used by another service.`,
+          description: 'The new port is already claimed on that node (the message names the owner).',
+        },
+        423: { message: DELETION_IN_PROGRESS_MESSAGE, description: 'The node is being deleted.' },
+      },
     })
     .input(strictInput({ id: nodeId, ...nodeFields }))
     .output(z.object({ success: z.literal(true), message: z.literal('Node updated. Sync triggered only for changed services.') }))
@@ -96,8 +139,24 @@ export const nodesRouter = router({
 
   delete: mainAdminStrictProcedure
     .meta({
-      openapi: { method: 'DELETE', path: '/nodes/{id}', tags: ['Nodes'], summary: 'Delete a node (in the background; force mode after a failed attempt)', protect: true },
+      openapi: {
+        method: 'DELETE',
+        path: '/nodes/{id}',
+        tags: ['Nodes'],
+        summary: 'Delete a node (in the background; force mode after a failed attempt)',
+        protect: true,
+      },
       successStatus: 202,
+      example: { params: { id: 1 } },
+      answers: {
+        404: {
+          message: NODE_NOT_FOUND_MESSAGE,
+          success: true,
+          description: 'No node has this id. The contract keeps success: true here (delete is idempotent).',
+          request: { params: { id: 999999 } },
+        },
+        423: { message: DELETION_IN_PROGRESS_MESSAGE, description: 'A deletion of this node is already queued or running.', request: { params: { id: 1 } } },
+      },
     })
     .input(strictInput({ id: nodeId }))
     .output(z.object({ success: z.literal(true), message: z.literal('Deletion started') }))

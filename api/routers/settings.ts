@@ -12,7 +12,7 @@ const supportContactView = z.object({
 
 export const settingsRouter = router({
   get: mainAdminStrictProcedure
-    .meta({ openapi: { method: 'GET', path: '/server_settings', tags, summary: 'Server-wide VPN settings (the IPsec PSK)', protect: true } })
+    .meta({ openapi: { method: 'GET', path: '/server_settings', tags, summary: 'Server-wide VPN settings (the IPsec PSK)', protect: true }, example: {} })
     .input(z.void())
     .output(z.object({ success: z.literal(true), settings: z.object({ ipsec_psk: z.string() }) }))
     .query(async ({ ctx }) => ({ success: true as const, settings: await ctx.services.settings.get(ctx.principal) })),
@@ -20,6 +20,14 @@ export const settingsRouter = router({
   updateIpsecPsk: mainAdminStrictProcedure
     .meta({
       openapi: { method: 'POST', path: '/update_ipsec_psk', tags, summary: 'Replace the IPsec PSK on the main server and every node', protect: true },
+      example: { body: { new_psk: 'MyNewSecurePSK_2026' } },
+      answers: {
+        400: {
+          message: 'Invalid PSK. Cannot be empty or contain double quotes.',
+          description: 'Empty, or holding a double quote, a control character or a line break.',
+          request: { body: { new_psk: '' } },
+        },
+      },
     })
     .input(strictInput({ new_psk: z.string().nullable().optional() }))
     .output(z.object({ success: z.literal(true), message: z.string() }))
@@ -37,6 +45,7 @@ export const settingsRouter = router({
         summary: "The key's support contact shown on subscription pages: the global one (main admin) or the reseller's own",
         protect: true,
       },
+      example: {},
     })
     .input(z.void())
     .output(supportContactView)
@@ -51,6 +60,7 @@ export const settingsRouter = router({
         summary: "Set the global support contact (main admin) or the reseller's own (sub-admin key); null or empty clears it",
         protect: true,
       },
+      example: { body: { support_contact: '@polygate_support' } },
     })
     .input(strictInput({ support_contact: z.string().nullable().optional().describe('A Telegram handle, URL or phone; at most 200 characters, one line.') }))
     .output(supportContactView.extend({ message: z.literal('Support contact updated.') }))

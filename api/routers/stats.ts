@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { authedProcedure, mainAdminStrictProcedure, router } from '../trpc';
+import { MAX_TRAFFIC_DAYS } from '../../core/services/stats';
+import { wholeNumber } from '../../core/services/users/fields';
 import { strictInput } from '../input-guard';
 
 const figures = {
@@ -10,7 +12,7 @@ const figures = {
 
 /** Query strings carry numbers as text; tRPC clients send numbers. Anything else names the field. */
 const days = z
-  .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), z.number())
+  .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v), wholeNumber(1, MAX_TRAFFIC_DAYS, `Field 'days' must be a whole number from 1 to ${MAX_TRAFFIC_DAYS}.`))
   .optional()
   .describe('Window in days, counted back from today (UTC) inclusive; default 30.');
 
@@ -23,6 +25,14 @@ export const statsRouter = router({
         tags: ['Monitoring'],
         summary: 'Traffic per protocol, server and user over a window, and live connections (resellers: own users only)',
         protect: true,
+      },
+      example: { query: { days: 7 } },
+      answers: {
+        400: {
+          message: `Field 'days' must be a whole number from 1 to ${MAX_TRAFFIC_DAYS}.`,
+          description: 'days is not a whole number from 1 to 3650, or a parameter is unknown.',
+          request: { query: { days: 0 } },
+        },
       },
     })
     .input(strictInput({ days }))
@@ -44,6 +54,7 @@ export const statsRouter = router({
   system: mainAdminStrictProcedure
     .meta({
       openapi: { method: 'GET', path: '/stats/system', tags: ['Monitoring'], summary: 'Host CPU, memory, disks, network rates and uptime', protect: true },
+      example: {},
     })
     .input(z.void())
     .output(

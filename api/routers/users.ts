@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PORTS_TABLE_PROTOCOL, PROTOCOLS, type EnableField, type MaterialField, type PasswordField, type ServersField } from '../../core/protocols/table';
+import { EMPTY_BODY, NOT_FOUND, NOT_FOUND_REVOKE, USER_EXISTS, USER_FIELD_SCHEMAS as rules } from '../../core/services/users/fields';
 import { strictInput } from '../input-guard';
 import { authedProcedure, router } from '../trpc';
 
@@ -25,28 +26,28 @@ const nameOf = (field: string) => PROTOCOLS.find((p) => p.api.enable === field |
 const protocolInputFields = Object.fromEntries(
   PROTOCOLS.flatMap((p) => [
     [p.api.enable, z.boolean().optional().meta({ description: `Enable ${p.displayName} for the user.` })],
-    ...(p.api.password ? [[p.api.password, z.string().optional().meta({ description: `${p.displayName} password; generated when the protocol is enabled without one.` })]] : []),
+    ...(p.api.password ? [[p.api.password, rules.password(p.api.password).optional().meta({ description: `${p.displayName} password; generated when the protocol is enabled without one.` })]] : []),
   ]),
 ) as Record<EnableField, z.ZodOptional<z.ZodBoolean>> & Record<PasswordField, z.ZodOptional<z.ZodString>>;
 
 const userFields = {
-  max_clients: z.number().optional().meta({ description: 'Concurrent connections across all protocols and servers (default 1).' }),
+  max_clients: rules.max_clients.optional().meta({ description: 'Concurrent connections across all protocols and servers (default 1).' }),
   activation_type: z.enum(['fixed_date', 'flexible_days']).optional(),
-  pending_activation_days: z.number().nullable().optional().meta({ description: 'flexible_days: days counted from the first connection (required for flexible_days).' }),
-  expiry_date_str: z.string().nullable().optional().meta({ description: 'fixed_date: last valid day, YYYY-MM-DD (valid through that whole day, UTC). Empty or null = no expiry.' }),
-  expiry_days: z.number().nullable().optional().meta({ description: 'fixed_date: days from now, when expiry_date_str is absent. 0 or null = no expiry.' }),
-  data_limit: z.number().nullable().optional().meta({ description: '0 or null = unlimited.' }),
+  pending_activation_days: rules.pending_activation_days.nullable().optional().meta({ description: 'flexible_days: days counted from the first connection (required for flexible_days).' }),
+  expiry_date_str: rules.expiry_date_str.nullable().optional().meta({ description: 'fixed_date: last valid day, YYYY-MM-DD (valid through that whole day, UTC). Empty or null = no expiry.' }),
+  expiry_days: rules.expiry_days.nullable().optional().meta({ description: 'fixed_date: days from now, when expiry_date_str is absent. 0 or null = no expiry.' }),
+  data_limit: rules.data_limit.nullable().optional().meta({ description: '0 or null = unlimited.' }),
   data_limit_unit: z.enum(['MB', 'GB', 'TB']).optional().meta({ description: 'Binary units (1 GB = 1024^3 bytes); default GB.' }),
   data_limit_reset_strategy: z.enum(['no_reset', 'day', 'week', 'month', 'year']).optional(),
   ...protocolInputFields,
   nodes: serverIds.optional(),
-  notes: z.string().nullable().optional(),
-  sub_admin_id: z.number().nullable().optional().meta({ description: 'Main admin only: the reseller that owns the user (null = the main admin). Ignored for sub-admin keys.' }),
+  notes: rules.notes.nullable().optional(),
+  sub_admin_id: rules.sub_admin_id.nullable().optional().meta({ description: 'Main admin only: the reseller that owns the user (null = the main admin). Ignored for sub-admin keys.' }),
 };
 
 const createInput = strictInput({
-  username: z.string().optional().meta({ description: 'Required unless bulk_count is sent; ^[a-zA-Z0-9_.-]{3,32}$.' }),
-  bulk_count: z.number().nullable().optional().meta({ description: '1..1000 users with random names (user1234); wins over username when both are sent.' }),
+  username: rules.username.optional().meta({ description: 'Required unless bulk_count is sent: 3-32 letters, digits, `_`, `.` or `-`.' }),
+  bulk_count: rules.bulk_count.nullable().optional().meta({ description: '1..1000 users with random names (user1234); wins over username when both are sent.' }),
   ...userFields,
   // The legacy alias is the same rule as on edit: a bot that sends it gets the servers it named.
   allowed_nodes: serverIds.optional().meta({ description: 'Legacy alias of nodes.' }),
@@ -74,7 +75,7 @@ const listItem = z.object({
   total_traffic_bytes: z.number(),
   expiry_date: z.string().nullable(),
   max_clients: z.number(),
-  sub_admin_id: z.number().nullable(),
+  sub_admin_id: rules.sub_admin_id.nullable(),
 });
 
 const serverView = z.object({
@@ -102,10 +103,10 @@ const detailOutput = z.object({
   total_traffic_bytes: z.number(),
   activation_type: z.enum(['fixed_date', 'flexible_days']),
   expiry_date: z.string().nullable(),
-  pending_activation_days: z.number().nullable(),
+  pending_activation_days: rules.pending_activation_days.nullable(),
   first_connection_at: z.string().nullable(),
   notes: z.string().nullable(),
-  sub_admin_id: z.number().nullable(),
+  sub_admin_id: rules.sub_admin_id.nullable(),
   nodes: z.array(z.string()),
   subscription_url: z.string(),
   // Each protocol's flag, password and material together, in the table's order.
@@ -124,7 +125,7 @@ const messageOutput = z.object({ success: z.literal(true), message: z.string() }
 export const usersRouter = router({
   // Registered before `/users/{username}` so the literal path wins in the REST adapter.
   listAll: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/users/list_all', tags, summary: 'List users (main admin: grouped by reseller)', protect: true } })
+    .meta({ openapi: { method: 'GET', path: '/users/list_all', tags, summary: 'List users (main admin: grouped by reseller)', protect: true }, example: {} })
     .input(z.void())
     .output(
       z.union([
@@ -143,7 +144,36 @@ export const usersRouter = router({
     }),
 
   create: authedProcedure
-    .meta({ openapi: { method: 'POST', path: '/users', tags, summary: 'Create a user, or bulk_count users with random names', protect: true } })
+    .meta({
+      openapi: { method: 'POST', path: '/users', tags, summary: 'Create a user, or bulk_count users with random names', protect: true },
+      example: {
+        body: {
+          username: 'test_user',
+          max_clients: 2,
+          activation_type: 'fixed_date',
+          expiry_date_str: '2026-12-31',
+          data_limit: 50,
+          data_limit_unit: 'GB',
+          [PROTOCOLS[0]!.api.enable]: true,
+        },
+      },
+      answers: {
+        400: {
+          message: 'Username is required.',
+          description: 'No username and no bulk_count, or a field is unknown, of the wrong type or out of range (the message names it).',
+          request: { body: { max_clients: 1 } },
+        },
+        403: {
+          message: 'User limit reached: this sub-admin may have at most 100 users (100 exist).',
+          description: "A sub-admin key over its max_users_limit or its traffic quota (the whole batch is refused).",
+        },
+        409: {
+          message: USER_EXISTS,
+          description: 'A user of that name exists (or, rarely, a tunnel address pool is full).',
+          request: { body: { username: 'test_user' } },
+        },
+      },
+    })
     .input(createInput)
     .output(z.object({ success: z.literal(true), message: z.literal('Users created successfully.'), created_users: z.array(z.string()) }))
     .mutation(async ({ ctx, input }) => {
@@ -152,13 +182,33 @@ export const usersRouter = router({
     }),
 
   get: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/users/{username}', tags, summary: 'User detail: status, usage, protocols and servers', protect: true } })
+    .meta({
+      openapi: { method: 'GET', path: '/users/{username}', tags, summary: 'User detail: status, usage, protocols and servers', protect: true },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(detailOutput)
     .query(async ({ ctx, input }) => ({ success: true as const, ...(await ctx.services.users.get(ctx.principal, input.username)) })),
 
   update: authedProcedure
-    .meta({ openapi: { method: 'PUT', path: '/users/{username}', tags, summary: 'Edit a user (accepts legacy allowed_nodes)', protect: true } })
+    .meta({
+      openapi: { method: 'PUT', path: '/users/{username}', tags, summary: 'Edit a user (accepts legacy allowed_nodes)', protect: true },
+      example: { params: { username: 'test_user' }, body: { max_clients: 3, data_limit: 100, data_limit_unit: 'GB', notes: 'VIP user' } },
+      answers: {
+        400: {
+          message: EMPTY_BODY,
+          description: 'An empty or non-JSON body, or a field that is unknown, of the wrong type or out of range (the message names it).',
+          request: { params: { username: 'test_user' }, body: {} },
+        },
+        404: {
+          message: NOT_FOUND,
+          description: 'No such user, or one this key may not see.',
+          request: { params: { username: 'unknown_user' }, body: { notes: 'x' } },
+        },
+        409: { message: 'address pool 10.66.0.0/16 is full', description: "Enabling a protocol that needs a tunnel address when its pool is full." },
+      },
+    })
     .input(updateInput)
     .output(messageOutput)
     .mutation(async ({ ctx, input }) => {
@@ -168,7 +218,11 @@ export const usersRouter = router({
     }),
 
   toggle: authedProcedure
-    .meta({ openapi: { method: 'POST', path: '/users/{username}/toggle', tags, summary: 'Enable or disable a user on every protocol', protect: true } })
+    .meta({
+      openapi: { method: 'POST', path: '/users/{username}/toggle', tags, summary: 'Enable or disable a user on every protocol', protect: true },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(z.object({ success: z.literal(true), message: z.literal('User toggled'), is_active: z.boolean() }))
     .mutation(async ({ ctx, input }) => {
@@ -177,7 +231,23 @@ export const usersRouter = router({
     }),
 
   revoke: authedProcedure
-    .meta({ openapi: { method: 'POST', path: '/users/{username}/revoke', tags, summary: 'Replace the subscription token (the old link stops working at once)', protect: true } })
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/users/{username}/revoke',
+        tags,
+        summary: 'Replace the subscription token (the old link stops working at once)',
+        protect: true,
+      },
+      example: { params: { username: 'test_user' } },
+      answers: {
+        404: {
+          message: NOT_FOUND_REVOKE,
+          description: 'No such user, or one this key may not see (this answer ends with a period).',
+          request: { params: { username: 'unknown_user' } },
+        },
+      },
+    })
     .input(byName)
     .output(z.object({ success: z.literal(true), message: z.string(), new_subscription_url: z.string() }))
     .mutation(async ({ ctx, input }) => {
@@ -186,7 +256,11 @@ export const usersRouter = router({
     }),
 
   resetTraffic: authedProcedure
-    .meta({ openapi: { method: 'POST', path: '/users/{username}/reset_traffic', tags, summary: "Zero the user's usage", protect: true } })
+    .meta({
+      openapi: { method: 'POST', path: '/users/{username}/reset_traffic', tags, summary: "Zero the user's usage", protect: true },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(z.object({ success: z.literal(true), message: z.string(), user_re_enabled: z.boolean() }))
     .mutation(async ({ ctx, input }) => {
@@ -195,7 +269,11 @@ export const usersRouter = router({
     }),
 
   delete: authedProcedure
-    .meta({ openapi: { method: 'DELETE', path: '/users/{username}', tags, summary: 'Delete a user', protect: true } })
+    .meta({
+      openapi: { method: 'DELETE', path: '/users/{username}', tags, summary: 'Delete a user', protect: true },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(messageOutput)
     .mutation(async ({ ctx, input }) => {
@@ -204,13 +282,27 @@ export const usersRouter = router({
     }),
 
   subscription: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/users/{username}/sub', tags, summary: "The user's subscription URL", protect: true } })
+    .meta({
+      openapi: { method: 'GET', path: '/users/{username}/sub', tags, summary: "The user's subscription URL", protect: true },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(z.object({ success: z.literal(true), sub_url: z.string() }))
     .query(async ({ ctx, input }) => ({ success: true as const, sub_url: await ctx.services.users.subscriptionUrl(ctx.principal, input.username) })),
 
   ovpnLinks: authedProcedure
-    .meta({ openapi: { method: 'GET', path: '/users/{username}/all_ovpn_links', tags, summary: `One ${PORTS_TABLE_PROTOCOL.displayName} profile link per server and port the user may use`, protect: true } })
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/users/{username}/all_ovpn_links',
+        tags,
+        summary: `One ${PORTS_TABLE_PROTOCOL.displayName} profile link per server and port the user may use`,
+        protect: true,
+      },
+      example: { params: { username: 'test_user' } },
+      answers: { 404: { message: NOT_FOUND, description: 'No such user, or one this key may not see.', request: { params: { username: 'unknown_user' } } } },
+    })
     .input(byName)
     .output(z.object({ success: z.literal(true), username: z.string(), links: z.array(z.object({ name: z.string(), url: z.string() })) }))
     .query(async ({ ctx, input }) => ({

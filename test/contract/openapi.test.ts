@@ -79,6 +79,20 @@ describe('OpenAPI document', () => {
     expect(problems, problems.join('\n')).to.deep.equal([]);
   });
 
+  it('serves only polygate\'s docs page: the assets it loads answer, the stock Swagger UI and the package files do not', async () => {
+    const page = await h.http.get('/docs/');
+    expect(page.status).to.equal(200);
+    const assets = [...page.text.matchAll(/(?:src|href)="(\/docs\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    expect(assets.length, 'assets the page loads').to.be.greaterThan(1);
+    for (const asset of assets) expect((await h.http.get(asset)).status, asset).to.equal(200);
+    for (const hidden of ['index.html', 'package.json', 'swagger-initializer.js', 'swagger-ui-bundle.js.map', 'README.md', 'oauth2-redirect.html', '']) {
+      const res = await h.http.get(`/docs/assets/${hidden}`);
+      expect(res.status, `/docs/assets/${hidden}`).to.equal(404);
+      expect(res.text, `/docs/assets/${hidden}`).to.not.match(/petstore|SwaggerUIBundle|"license"/);
+    }
+    expect(page.text, 'no validator badge calling out').to.match(/validatorUrl: null/);
+  });
+
   it('equals the committed snapshot test/fixtures/openapi.snapshot.json (contract changes show up in review)', () => {
     const doc = generated();
     const text = `${JSON.stringify(doc, null, 2)}\n`;

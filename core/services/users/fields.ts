@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { invalid } from '../../errors';
 import { USERNAME_PATTERN } from '../../plugin/kit/validate';
 import { PROTOCOLS, type EnableField, type PasswordField, type ProtocolId } from '../../protocols/table';
@@ -60,7 +61,52 @@ export const EMPTY_BODY = 'Request body must be JSON and not empty';
 export const USER_EXISTS = 'User already exists.';
 
 /** Printable ASCII except whitespace, `"` and `\`: these passwords end up in VPN secrets files. */
-const PASSWORD_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+export const PASSWORD_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+
+/**
+ * The sentence for each ranged field: the zod schemas below (the edge, and what the OpenAPI
+ * document shows as bounds) and the checks of applyUserFields (direct service callers) say
+ * the same thing.
+ */
+export const FIELD_MESSAGES = {
+  bulk_count: `Invalid bulk_count: must be a whole number from 1 to ${MAX_BULK_COUNT}.`,
+  max_clients: `Invalid max_clients: must be a whole number from 1 to ${MAX_CLIENTS_LIMIT}.`,
+  pending_activation_days: `Invalid pending_activation_days: must be a whole number of days from 1 to ${MAX_DAYS}.`,
+  expiry_days: `Invalid expiry_days: must be a whole number of days from 0 (no expiry) to ${MAX_DAYS}.`,
+  data_limit: 'Invalid data_limit: must be 0 (unlimited) or a positive number.',
+  // Not an id at all is answered as an id nobody has (the service's sentence for 999999).
+  sub_admin_id: 'Unknown sub_admin_id.',
+  username: "Invalid username: use 3-32 characters from letters, digits, '_', '.' and '-'.",
+  expiry_date_str: 'Invalid expiry_date_str: expected YYYY-MM-DD.',
+  notes: `Invalid notes: at most ${MAX_NOTES_LENGTH} characters.`,
+  password: (field: string) => `Invalid ${field}: use 1-64 printable ASCII characters without spaces, double quotes or backslashes.`,
+} as const;
+
+/** A whole number in [min, max] whose every refusal but a wrong type is `message`. */
+export const wholeNumber = (min: number, max: number, message: string) =>
+  z.number().int({ error: message }).min(min, { error: message }).max(max, { error: message });
+
+/** A number of at least `min` (fractions allowed) whose every refusal but a wrong type is `message`. */
+export const numberAtLeast = (min: number, message: string) => z.number().min(min, { error: message });
+
+/**
+ * Bounds, integer-ness and patterns of the create/edit fields, as zod schemas: the routers
+ * build their inputs from these, so the server refuses at the edge exactly what the document says.
+ */
+export const USER_FIELD_SCHEMAS = {
+  bulk_count: wholeNumber(0, MAX_BULK_COUNT, FIELD_MESSAGES.bulk_count),
+  max_clients: wholeNumber(1, MAX_CLIENTS_LIMIT, FIELD_MESSAGES.max_clients),
+  pending_activation_days: wholeNumber(1, MAX_DAYS, FIELD_MESSAGES.pending_activation_days),
+  expiry_days: wholeNumber(0, MAX_DAYS, FIELD_MESSAGES.expiry_days),
+  data_limit: numberAtLeast(0, FIELD_MESSAGES.data_limit),
+  sub_admin_id: wholeNumber(1, Number.MAX_SAFE_INTEGER, FIELD_MESSAGES.sub_admin_id),
+  // Empty is "no username" (the service answers the contract's "Username is required.").
+  username: z.string().regex(new RegExp(`^(${USERNAME_PATTERN.source.slice(1, -1)})?$`), { error: FIELD_MESSAGES.username }),
+  // Empty is "no expiry"; the calendar check (no 2026-02-30) stays in expiryFromDateString.
+  expiry_date_str: z.string().regex(/^(\d{4}-\d{2}-\d{2})?$/, { error: FIELD_MESSAGES.expiry_date_str }),
+  notes: z.string().max(MAX_NOTES_LENGTH, { error: FIELD_MESSAGES.notes }),
+  password: (field: string) => z.string().regex(PASSWORD_PATTERN, { error: FIELD_MESSAGES.password(field) }),
+};
 
 /** The user attributes create and edit decide; everything else is derived or bookkeeping. */
 export type EditableUser = Omit<UserRow, 'id' | 'username' | 'sub_admin_id' | 'upload_bytes' | 'download_bytes' | 'material'>;
@@ -120,7 +166,7 @@ export function expiryFromDateString(value: string): Date {
       return new Date(Date.UTC(y, mo - 1, d + 1));
     }
   }
-  throw invalid('Invalid expiry_date_str: expected YYYY-MM-DD.');
+  throw invalid(FIELD_MESSAGES.expiry_date_str);
 }
 
 export function dataLimitBytes(limit: number, unit: DataLimitUnit): number {
@@ -129,7 +175,7 @@ export function dataLimitBytes(limit: number, unit: DataLimitUnit): number {
 
 function checkPassword(field: string, value: string | undefined): void {
   if (value !== undefined && !PASSWORD_PATTERN.test(value)) {
-    throw invalid(`Invalid ${field}: use 1-64 printable ASCII characters without spaces, double quotes or backslashes.`);
+    throw invalid(FIELD_MESSAGES.password(field));
   }
 }
 
@@ -144,13 +190,13 @@ export function applyUserFields(base: EditableUser, input: UpdateUserInput, now:
   if (input.is_active !== undefined) next.is_active = input.is_active;
 
   if (input.max_clients !== undefined) {
-    if (!isWhole(input.max_clients, 1, MAX_CLIENTS_LIMIT)) throw invalid(`Invalid max_clients: must be a whole number from 1 to ${MAX_CLIENTS_LIMIT}.`);
+    if (!isWhole(input.max_clients, 1, MAX_CLIENTS_LIMIT)) throw invalid(FIELD_MESSAGES.max_clients);
     next.max_clients = input.max_clients;
   }
 
   if (input.data_limit !== undefined) {
     const limit = input.data_limit ?? 0;
-    if (!(limit >= 0) || !Number.isFinite(limit)) throw invalid('Invalid data_limit: must be 0 (unlimited) or a positive number.');
+    if (!(limit >= 0) || !Number.isFinite(limit)) throw invalid(FIELD_MESSAGES.data_limit);
     next.data_limit = limit;
   }
   if (input.data_limit_unit !== undefined) {
@@ -176,12 +222,12 @@ export function applyUserFields(base: EditableUser, input: UpdateUserInput, now:
   let expiryFromDays: Date | null | undefined;
   if (input.expiry_days !== undefined) {
     if (input.expiry_days !== null && !isWhole(input.expiry_days, 0, MAX_DAYS)) {
-      throw invalid(`Invalid expiry_days: must be a whole number of days from 0 (no expiry) to ${MAX_DAYS}.`);
+      throw invalid(FIELD_MESSAGES.expiry_days);
     }
     expiryFromDays = input.expiry_days ? new Date(now.getTime() + input.expiry_days * DAY_MS) : null;
   }
   if (input.pending_activation_days !== undefined && input.pending_activation_days !== null && !isWhole(input.pending_activation_days, 1, MAX_DAYS)) {
-    throw invalid(`Invalid pending_activation_days: must be a whole number of days from 1 to ${MAX_DAYS}.`);
+    throw invalid(FIELD_MESSAGES.pending_activation_days);
   }
 
   const activation = input.activation_type ?? base.activation_type;
@@ -231,7 +277,7 @@ export function applyUserFields(base: EditableUser, input: UpdateUserInput, now:
   }
 
   if (input.notes !== undefined) {
-    if (input.notes !== null && input.notes.length > MAX_NOTES_LENGTH) throw invalid(`Invalid notes: at most ${MAX_NOTES_LENGTH} characters.`);
+    if (input.notes !== null && input.notes.length > MAX_NOTES_LENGTH) throw invalid(FIELD_MESSAGES.notes);
     next.notes = input.notes === '' ? null : input.notes;
   }
   return next;
@@ -297,7 +343,7 @@ export const sameValue = (a: unknown, b: unknown): boolean => {
 
 export function checkUsername(username: string): void {
   if (!USERNAME_PATTERN.test(username)) {
-    throw invalid("Invalid username: use 3-32 characters from letters, digits, '_', '.' and '-'.");
+    throw invalid(FIELD_MESSAGES.username);
   }
   if (RESERVED_USERNAMES.has(username)) throw invalid(`Invalid username: '${username}' is reserved.`);
 }
