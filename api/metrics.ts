@@ -45,12 +45,7 @@ function registerPanelSeries(services: Services): void {
   registered.add(services.metricsRegistry);
   const sequelize = () => services.ctx.db.sequelize;
 
-  // The four reseller families come from one query per scrape, shared by whichever collects first.
-  let resellers: ReturnType<typeof readResellerFigures> | null = null;
-  const resellerFigures = () => {
-    resellers ??= readResellerFigures(sequelize()).finally(() => setImmediate(() => (resellers = null)));
-    return resellers;
-  };
+  const resellerFigures = perScrape(() => readResellerFigures(sequelize()));
   new Gauge({
     name: 'polygate_reseller_users',
     help: 'Users owned by each reseller (sub-admin).',
@@ -92,11 +87,7 @@ function registerPanelSeries(services: Services): void {
     },
   });
 
-  let nodes: ReturnType<typeof readNodeFigures> | null = null;
-  const nodeFigures = () => {
-    nodes ??= readNodeFigures(sequelize()).finally(() => setImmediate(() => (nodes = null)));
-    return nodes;
-  };
+  const nodeFigures = perScrape(() => readNodeFigures(sequelize()));
   new Gauge({
     name: 'polygate_node_status',
     help: "1 for a node's current status, 0 for the others (installing, active, error, deleting, offline).",
@@ -135,6 +126,15 @@ function registerPanelSeries(services: Services): void {
       },
     });
   }
+}
+
+/**
+ * One read shared by every family collecting from it in the same scrape (prom-client starts
+ * all collects together), so four reseller families cost one query.
+ */
+function perScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | null = null;
+  return () => (pending ??= read().finally(() => setImmediate(() => (pending = null))));
 }
 
 function bearerMatches(header: string | undefined, token: string | undefined): boolean {
