@@ -47,8 +47,8 @@ forEachDatabase((kind) => {
       expect(third.value.status).to.equal(200);
       expect(third.value.text).to.equal(second.text);
       expect(third.value.text).to.equal(first.text);
-      expect(third.value.headers['content-type']).to.equal(second.headers['content-type']);
-      expect(third.value.headers['content-length']).to.equal(second.headers['content-length']);
+      const headers = (h: Record<string, string>) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date'));
+      expect(headers(third.value.headers)).to.deep.equal(headers(second.headers));
     });
 
     it('another key never gets a kept answer: a reseller sees 404 for a user kept for its owner, like an unknown name', async () => {
