@@ -1,8 +1,11 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
 import { createApp } from '../api/server';
 import { ResellerListeners } from '../api/listeners';
 import { bootstrapCore, type Core } from './bootstrap';
+import { scheduleBackups, type BackupSchedule } from './backup/schedule';
+import { packageVersion, startControlServer, type ControlServer } from './control';
+import { User } from './db';
 import { settingName, type Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
@@ -16,6 +19,8 @@ export interface DaemonHandle {
   url: string;
   port: number;
   firewall: Firewall | null;
+  /** Scheduled backups (POLYGATE_BACKUP_INTERVAL_HOURS > 0), else null. */
+  backups: BackupSchedule | null;
   stop(): Promise<void>;
 }
 
@@ -33,11 +38,41 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   let started!: () => void;
   const ready = new Promise<void>((resolve) => (started = resolve));
   const app = createApp(services);
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     ready.then(() => app(req, res));
-  });
+  };
+  let control: ControlServer;
+  const startedAt = Date.now();
+  let server: HttpServer;
+  let shownUrl = '';
   try {
+    server = createServer(handler);
     await listenOrExplain(server, config.port, config.host);
+    // The CLI's way in (status, admin-key rotate) and the sign `restore` looks for before it
+    // touches a data dir; refuses a second daemon on the same data dir.
+    control = await startControlServer(
+      config.dataDir,
+      {
+        ping: () => ({ pid: process.pid, version: packageVersion() }),
+        status: async () => ({
+          pid: process.pid,
+          version: packageVersion(),
+          url: shownUrl,
+          database: ctx.db.dialect,
+          uptime_s: Math.round((Date.now() - startedAt) / 1000),
+          users: await User.count(),
+          components: ctx.status.snapshot(),
+        }),
+        'auth.invalidate': () => {
+          services.auth.invalidate();
+          return {};
+        },
+      },
+      logger,
+    ).catch((err: Error) => {
+      server.close();
+      throw new StartupError(err.message);
+    });
   } catch (err) {
     await core.close();
     throw err;
@@ -96,7 +131,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
+  shownUrl = url;
   logger.info({ url, database: ctx.db.dialect }, 'polygate is listening');
+  const backups = config.backupIntervalHours > 0 ? scheduleBackups(config, logger) : null;
 
   let stopping: Promise<void> | undefined;
   return {
@@ -104,9 +141,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     url,
     port,
     firewall,
+    backups,
     stop() {
       stopping ??= (async () => {
         unsubscribe.forEach((off) => off());
+        await backups?.stop();
         await listeners?.close();
         await protocols.stop();
         await new Promise<void>((resolve) => {
@@ -114,6 +153,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
           server.closeAllConnections();
         });
         await firewallSync;
+        await control.close();
         await core.close();
         logger.info('polygate stopped');
       })();

@@ -51,6 +51,10 @@ const schema = z.object({
    * they would dwarf everything else a Prometheus server stores.
    */
   metricsPerUser: z.enum(['on', 'off']).default('off'),
+  /** Scheduled backups into `<data dir>/backups`; 0 (the default) turns them off. */
+  backupIntervalHours: z.coerce.number().min(0).max(24 * 24, 'must be at most 576 (24 days)').default(0),
+  /** How many scheduled backups to keep (the oldest are removed). */
+  backupKeep: z.coerce.number().int().min(1).max(10_000).default(7),
   ...poolSettings,
   ...portSettings,
 });
@@ -75,6 +79,8 @@ const envNames: Record<string, string> = {
   resellerListeners: 'POLYGATE_RESELLER_LISTENERS',
   metricsToken: 'POLYGATE_METRICS_TOKEN',
   metricsPerUser: 'POLYGATE_METRICS_PER_USER',
+  backupIntervalHours: 'POLYGATE_BACKUP_INTERVAL_HOURS',
+  backupKeep: 'POLYGATE_BACKUP_KEEP',
   ...poolEnvNames,
   ...portEnvNames,
 };
