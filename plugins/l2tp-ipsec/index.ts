@@ -25,6 +25,7 @@ import {
   type Availability,
   type ClientEndpoint,
   type ClientUser,
+  type CustomerFact,
   type DesiredState,
   type LiveSession,
   type PluginCapabilities,
@@ -286,7 +287,6 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     const rawPsk = state?.settings?.ipsec_psk;
     const psk = typeof rawPsk === 'string' && rawPsk.length ? rawPsk : undefined;
     await this.lock.run(async () => {
-      const { host } = this.ctx;
       this.users = new Set(users.map((u) => u.username));
       this.maxSessions = maxSessions;
       await this.ensureDirs();
@@ -315,7 +315,6 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
         if (!this.xl2tpd) this.startXl2tpd();
         else if (xl2tpdChanged) await this.xl2tpd.restart();
       }
-      void host;
     });
     await this.cutWhere((username) => !this.users.has(username), 'cutting removed users');
   }
@@ -397,6 +396,14 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       username,
       caCertificatePem: await this.ctx.pki.caCertificate(),
     });
+  }
+
+  /**
+   * What a built-in IKEv2 client (iOS, macOS, Windows, Android) must be told besides the
+   * credentials: the gateway's identity ("Remote ID"), which its certificate carries as a SAN.
+   */
+  async customerFacts(): Promise<readonly CustomerFact[]> {
+    return [{ key: 'ikev2_remote_id', label: 'IKEv2 remote ID (server identity)', value: this.serverIdentity }];
   }
 
   /** For tests and /health. */
@@ -483,7 +490,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     for (const d of SWANCTL_DIRS) await host.mkdirp(path.posix.join(this.paths.swanctlDir, d), 0o700);
     await host.mkdirp(this.paths.ended, 0o700);
     await host.mkdirp(this.paths.sessions, 0o700);
-    if (this.config.l2tp) await host.mkdirp(path.posix.dirname(this.paths.chapSecrets), 0o755);
+    // No mode: /etc/ppp belongs to the system; only a missing directory is made.
+    if (this.config.l2tp) await host.mkdirp(path.posix.dirname(this.paths.chapSecrets));
   }
 
   /** The gateway certificate from the panel PKI (SANs: its identity and CN), and the CA that issued it. */
