@@ -103,7 +103,7 @@ async function benchInProcess(dir: string): Promise<void> {
   const keptTimes: number[] = [];
   const coldRatios: number[] = [];
   const keptRatios: number[] = [];
-  for (let round = 0; round < 9; round++) {
+  for (let round = 0; round < 15; round++) {
     const floor = await floorOnce();
     await api('PUT', `/users/${names[round]}`, { notes: `bench round ${round}` });
     const cold = await listOnce();
