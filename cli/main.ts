@@ -6,7 +6,10 @@
  */
 import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../core/control';
+import { rotateAdminKeyCommand } from './commands/admin-key';
 import { backupCommand, restoreCommand } from './commands/backup';
+import { doctorCommand } from './commands/doctor';
+import { statusCommand } from './commands/status';
 import type { GlobalOptions } from './config';
 import { CliError, EXIT, EXIT_CODES_HELP } from './exit-codes';
 
@@ -20,7 +23,7 @@ export function buildProgram(): { program: Command; exitCode(): number } {
     .showHelpAfterError('(run polygate --help for the commands)')
     .exitOverride();
   const global = (): GlobalOptions => program.opts<GlobalOptions>();
-  const code: number = EXIT.ok;
+  let code: number = EXIT.ok;
 
   program
     .command('backup')
@@ -35,6 +38,29 @@ export function buildProgram(): { program: Command; exitCode(): number } {
     .option('--force', 'replace a data dir (or PostgreSQL database) that already holds a panel; the old data dir is moved aside, not deleted')
     .option('--verify-only', 'check manifest and checksums, restore nothing')
     .action(async (file: string, options: { force?: boolean; verifyOnly?: boolean }) => restoreCommand(file, options, global()));
+
+  program
+    .command('admin-key')
+    .description('the main admin API key')
+    .command('rotate')
+    .description('replace the main admin key; prints the new key once (stdout). A running daemon drops the old key at once.')
+    .action(async () => rotateAdminKeyCommand(global()));
+
+  program
+    .command('doctor')
+    .description('check VPN programs, kernel features, ports, firewall and permissions, and say what to install for each missing one')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      code = await doctorCommand(options, global());
+    });
+
+  program
+    .command('status')
+    .description('is the daemon running: version, users, health of each component (plugins, firewall, accounting)')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { json?: boolean }) => {
+      code = await statusCommand(options, global());
+    });
 
   return { program, exitCode: () => code };
 }

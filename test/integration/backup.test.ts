@@ -94,6 +94,9 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
         expect(written, 'writes happened during the backup').to.be.greaterThan(0);
         expect(statSync(archive).mode & 0o777, 'the archive holds secrets').to.equal(0o600);
         expect(backup.stdout, 'the CLI prints no secret').to.equal('');
+        // Not a terminal: plain progress lines instead of a bar.
+        expect(backup.stderr).to.match(/^backup: 0% /m).and.to.match(/^backup: 100% /m);
+        expect(backup.stderr).to.not.include('\u001b[');
 
         const liveNames = await userNames(base, adminKey);
         const live = await snapshotUsers(base, adminKey, liveNames);
