@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ClientApp, ClientPlatform, SetupKind } from '../../core/protocols/table';
 import type { UserStatus } from '../../core/services/user-status';
 import { formatBytes, formatLimit, formatNumber, type Language } from './i18n';
@@ -84,10 +85,9 @@ export interface SubscriptionPageExtras {
   pending_activation_days: number | null;
 }
 
-/** How this one answer is rendered: the language, the CSP nonce, the language switch, the page's own QR code. */
+/** How a page is rendered: the language, the language switch, the page's own QR code. */
 export interface PageContext {
   lang: Language;
-  nonce: string;
   /** One entry per language; `href` keeps the token (relative: `?token=…&lang=fa`). */
   languages: ReadonlyArray<{ lang: Language; href: string }>;
   /** QR code of `subscription_url` (inline SVG), or null. */
@@ -373,9 +373,29 @@ const SCRIPT = `
 })();
 `;
 
-function page(title: string, body: string, ctx: Pick<PageContext, 'lang' | 'nonce'>, dynamicStyle = '', withScript = false): string {
-  const { lang, nonce } = ctx;
-  return `<!doctype html>
+/**
+ * A page and the CSP hashes of its one stylesheet and (optional) script: the header allows
+ * exactly these, so the same bytes can be served again (no per-answer nonce) and nothing
+ * injected could run or restyle the page.
+ */
+export interface RenderedPage {
+  html: string;
+  styleHash: string;
+  scriptHash: string | null;
+}
+
+const sha256Base64 = (text: string) => createHash('sha256').update(text, 'utf8').digest('base64');
+const SCRIPT_HASH = sha256Base64(SCRIPT);
+
+/** `Content-Security-Policy` of a rendered page. */
+export function pageCsp(page: Pick<RenderedPage, 'styleHash' | 'scriptHash'>): string {
+  const script = page.scriptHash ? `script-src 'sha256-${page.scriptHash}'; ` : '';
+  return `default-src 'none'; ${script}style-src 'sha256-${page.styleHash}'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+}
+
+function page(title: string, body: string, lang: Language, dynamicStyle = '', withScript = false): RenderedPage {
+  const style = `${STYLE}${dynamicStyle}`;
+  const html = `<!doctype html>
 <html lang="${escapeHtml(lang.code)}" dir="${lang.dir}">
 <head>
 <meta charset="utf-8">
@@ -383,19 +403,20 @@ function page(title: string, body: string, ctx: Pick<PageContext, 'lang' | 'nonc
 <meta name="robots" content="noindex, nofollow">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
-<style nonce="${escapeHtml(nonce)}">${STYLE}${dynamicStyle}</style>
+<style>${style}</style>
 </head>
 <body>
 <main>
 ${body}
 </main>
-${withScript ? `<script nonce="${escapeHtml(nonce)}">${SCRIPT}</script>\n` : ''}</body>
+${withScript ? `<script>${SCRIPT}</script>\n` : ''}</body>
 </html>
 `;
+  return { html, styleHash: sha256Base64(style), scriptHash: withScript ? SCRIPT_HASH : null };
 }
 
-/** The whole subscription page: self-contained (inline CSS and one inline script under the CSP nonce, no external assets). */
-export function renderSubscriptionPage(info: SubscriptionInfo, extras: SubscriptionPageExtras, presentation: readonly ProtocolPresentation[], ctx: PageContext): string {
+/** The whole subscription page: self-contained (inline CSS and one inline script allowed by their CSP hashes, no external assets). */
+export function renderSubscriptionPage(info: SubscriptionInfo, extras: SubscriptionPageExtras, presentation: readonly ProtocolPresentation[], ctx: PageContext): RenderedPage {
   const m = ctx.lang.messages;
   const ids = new Ids();
   const shown = presentation.filter((how) => info.protocols[how.id]?.available);
@@ -409,9 +430,9 @@ ${expirySection(info, extras, ctx)}
 ${cards.join('\n')}${none}
 ${phoneSection(info, ctx, ids)}
 <footer>${info.status === 'active' ? supportLine(info, ctx) : ''}<p class="muted">${escapeHtml(m.keepPrivate)}</p></footer>`;
-  // The bar's width lives in the nonce'd stylesheet: the CSP allows no style attributes.
+  // The bar's width lives in the hashed stylesheet: the CSP allows no style attributes.
   const dynamic = percent === null ? '' : `.bar>i{width:${percent.toFixed(1)}%}`;
-  return page(m.pageTitle(info.username), body, ctx, dynamic, true);
+  return page(m.pageTitle(info.username), body, ctx.lang, dynamic, true);
 }
 
 export type ErrorPageKind = 'not_found' | 'unavailable' | 'error';
@@ -421,10 +442,10 @@ export type ErrorPageKind = 'not_found' | 'unavailable' | 'error';
  * it carries nothing about the request), a download whose plugin is down, or a failure.
  * `backHref` (only once the token checked out) links back to the subscription page.
  */
-export function renderErrorPage(kind: ErrorPageKind, ctx: Pick<PageContext, 'lang' | 'nonce'>, options: { backHref?: string; supportContact?: string | null } = {}): string {
+export function renderErrorPage(kind: ErrorPageKind, ctx: Pick<PageContext, 'lang'>, options: { backHref?: string; supportContact?: string | null } = {}): RenderedPage {
   const m = ctx.lang.messages;
   const [title, text] = kind === 'not_found' ? [m.notFoundTitle, m.notFoundText] : kind === 'unavailable' ? [m.unavailableTitle, m.unavailableText] : [m.errorTitle, m.errorText];
   const back = options.backHref && isSafeHref(options.backHref) ? `<p><a class="button" href="${escapeHtml(options.backHref)}">${escapeHtml(m.backToPage)}</a></p>` : '';
   const support = options.supportContact ? `<p class="support">${escapeHtml(m.supportContact)}: ${contactHtml(options.supportContact)}</p>` : '';
-  return page(title, `<section class="notice s-off" id="error" data-error="${kind}"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${support}${back}</section>`, ctx);
+  return page(title, `<section class="notice s-off" id="error" data-error="${kind}"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p>${support}${back}</section>`, ctx.lang);
 }

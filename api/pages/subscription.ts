@@ -1,13 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import type { Request, Response } from 'express';
 import type { Services } from '../../core/services';
 import { MAIN_ADMIN } from '../../core/principal';
+import { sha256Hex } from '../../core/secrets';
 import { PROTOCOLS, type ProtocolSpec } from '../../core/protocols/table';
 import type { ClientConfigOffer, ServerEndpointView, SubscriptionDetail } from '../../core/services/user-view';
 import { LANGUAGES, pickLanguage, type Language } from './i18n';
 import { GenerationCache } from './cache';
 import { qrSvg } from './qr';
 import {
+  pageCsp,
   renderErrorPage,
   renderSubscriptionPage,
   type ErrorPageKind,
@@ -34,24 +36,22 @@ export const PROTOCOL_PRESENTATION: readonly ProtocolPresentation[] = PROTOCOLS.
  * even for unknown users so timing does not tell them apart either.
  */
 
-/** A fresh nonce per answer: the page's one inline script and stylesheet carry it, nothing else may run. */
-export function newNonce(): string {
-  return randomBytes(18).toString('base64');
-}
+/** CSP of answers that run and style nothing (JSON, files). */
+const NO_CONTENT_CSP = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /**
- * Headers of every answer on /sub and /download: nothing cached, nothing loaded but our own
- * nonce'd style and script, no referrer leaks the token, never framed.
+ * Headers of every answer on /sub and /download: nothing cached, nothing loaded or run but
+ * the page's own hashed style and script (`csp` from `pageCsp`), no referrer leaks the token,
+ * never framed.
  */
-export function setPrivatePageHeaders(res: Response, nonce: string | null = null): void {
-  const own = nonce ? `script-src 'nonce-${nonce}'; style-src 'nonce-${nonce}'; ` : '';
+export function setPrivatePageHeaders(res: Response, csp: string = NO_CONTENT_CSP): void {
   res.set({
-    'Content-Security-Policy': `default-src 'none'; ${own}img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+    'Content-Security-Policy': csp,
     'Cache-Control': 'no-store',
     'Referrer-Policy': 'no-referrer',
     'X-Content-Type-Options': 'nosniff',
     'X-Frame-Options': 'DENY',
-    Vary: 'Accept, Accept-Language',
+    Vary: 'Accept, Accept-Language, Accept-Encoding',
   });
 }
 
@@ -72,9 +72,9 @@ export function languageOf(req: Request): Language {
 
 /** A friendly page in the reader's language (status as given); never JSON. */
 export function sendErrorPage(req: Request, res: Response, status: number, kind: ErrorPageKind, options: Parameters<typeof renderErrorPage>[2] = {}): void {
-  const nonce = newNonce();
-  setPrivatePageHeaders(res, nonce);
-  res.status(status).type('html').send(renderErrorPage(kind, { lang: languageOf(req), nonce }, options));
+  const page = renderErrorPage(kind, { lang: languageOf(req) }, options);
+  setPrivatePageHeaders(res, pageCsp(page));
+  res.status(status).type('html').send(page.html);
 }
 
 export function sendNotFound(req: Request, res: Response): void {
@@ -282,18 +282,88 @@ async function addQrCodes(info: SubscriptionInfo): Promise<string> {
   return page as string;
 }
 
+/**
+ * Answers kept per (user, token, language, form): a customer's app or phone reloads the page
+ * while nothing it shows changed. An entry is served only while `UserViews.detailStamp` holds
+ * (database writes, plugins starting or failing, the user's live connections), before the
+ * clock could change it (expiry, days left) and for at most a minute (a plugin's certificate
+ * pin can change without a write). The key is a hash of the token: only someone holding the
+ * user's current token can reach an entry, and every other request (wrong token, unknown user)
+ * takes the same full path with its query, so nothing about other users is observable.
+ */
+interface KeptAnswer {
+  stamp: string;
+  validUntil: number;
+  csp: string;
+  mediaType: string;
+  body: Buffer;
+  /** The same body gzipped once (a page with a dozen QR codes shrinks to a fraction). */
+  gzip: Buffer | null;
+}
+const KEPT_MAX = 5_000;
+const KEPT_FOR_MS = 60_000;
+/** Smaller bodies are sent as they are: compressing them saves less than it costs. */
+const GZIP_FROM_BYTES = 4096;
+const kept = new Map<string, KeptAnswer>();
+
+function keep(key: string, answer: KeptAnswer): void {
+  if (kept.size >= KEPT_MAX) kept.clear();
+  kept.set(key, answer);
+}
+
+function answerOf(stamp: string, validUntil: number, mediaType: string, text: string, csp: string = NO_CONTENT_CSP): KeptAnswer {
+  const body = Buffer.from(text, 'utf8');
+  return { stamp, validUntil, csp, mediaType, body, gzip: body.length >= GZIP_FROM_BYTES ? gzipSync(body, { level: 6 }) : null };
+}
+
+function sendKept(req: Request, res: Response, answer: KeptAnswer): void {
+  setPrivatePageHeaders(res, answer.csp);
+  const gzip = answer.gzip && req.acceptsEncodings('gzip', 'identity') === 'gzip';
+  res.status(200).set('Content-Type', answer.mediaType);
+  if (gzip) res.set('Content-Encoding', 'gzip');
+  const body = gzip ? answer.gzip! : answer.body;
+  // end() rather than send(): no ETag hashed over an answer that is never cached downstream.
+  res.setHeader('Content-Length', body.length);
+  res.end(body);
+}
+
+/** Until when an answer stays exact: the clock changes days_left at each day boundary and the status at expiry. */
+function validUntilOf(info: SubscriptionInfo, now: number): number {
+  let until = now + KEPT_FOR_MS;
+  if (info.expiry_date) {
+    const expiry = Date.parse(info.expiry_date);
+    // days_left = ceil(left / day) drops by one when `left` reaches the next lower whole day; the status flips at expiry.
+    if (expiry > now) until = Math.min(until, expiry - (Math.ceil((expiry - now) / DAY_MS) - 1) * DAY_MS);
+  }
+  return until;
+}
+
 export async function subscriptionPage(services: Services, scope: PublicPagesScope, req: Request, res: Response): Promise<void> {
   const token = tokenOf(req);
-  const resolved = await resolveSubscription(services, String(req.params.username ?? ''), token, scope);
+  const username = String(req.params.username ?? '');
+  const json = wantsJson(req);
+  const lang = languageOf(req);
+  const views = services.users.views;
+  const key = `${sha256Hex(`${username}\u0000${token}`)}\u0000${scope.subAdminId ?? ''}\u0000${json ? 'json' : lang.code}`;
+  const stamp = views.detailStamp(username);
+  const now = services.ctx.clock.now().getTime();
+  const hit = kept.get(key);
+  if (hit && hit.stamp === stamp && now < hit.validUntil) return sendKept(req, res, hit);
+
+  const resolved = await resolveSubscription(services, username, token, scope);
   if (!resolved) return sendNotFound(req, res);
-  if (wantsJson(req)) {
-    setPrivatePageHeaders(res);
-    res.status(200).json({ success: true, ...withoutSvg(resolved.info) });
-    return;
+  // Kept only if nothing changed while it was computed.
+  const still = views.detailStamp(username) === stamp;
+  const validUntil = validUntilOf(resolved.info, now);
+  let answer: KeptAnswer;
+  if (json) {
+    answer = answerOf(stamp, validUntil, 'application/json; charset=utf-8', JSON.stringify({ success: true, ...withoutSvg(resolved.info) }));
+  } else {
+    const pageQrSvg = await addQrCodes(resolved.info);
+    const languages = LANGUAGES.map((l) => ({ lang: l, href: `?token=${encodeURIComponent(token)}&lang=${encodeURIComponent(l.code)}` }));
+    const page = renderSubscriptionPage(resolved.info, resolved.extras, PROTOCOL_PRESENTATION, { lang, languages, pageQrSvg });
+    answer = answerOf(stamp, validUntil, 'text/html; charset=utf-8', page.html, pageCsp(page));
   }
-  const nonce = newNonce();
-  setPrivatePageHeaders(res, nonce);
-  const pageQrSvg = await addQrCodes(resolved.info);
-  const languages = LANGUAGES.map((lang) => ({ lang, href: `?token=${encodeURIComponent(token)}&lang=${encodeURIComponent(lang.code)}` }));
-  res.status(200).type('html').send(renderSubscriptionPage(resolved.info, resolved.extras, PROTOCOL_PRESENTATION, { lang: languageOf(req), nonce, languages, pageQrSvg }));
+  if (still) keep(key, answer);
+  sendKept(req, res, answer);
 }

@@ -4,6 +4,7 @@ import { runAccountingNativeBench } from './accounting-native';
 import { runAccountingWriteBench } from './accounting-write';
 import { runApiBench } from './api';
 import { runRobustnessBench } from './robustness';
+import { runSubscriptionBench } from './subscription';
 import { progress } from './report';
 import { runWireGuardBench } from './wireguard';
 
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
   await runWireGuardBench();
   progress('API benchmarks');
   await runApiBench();
+  progress('subscription page vs GET /users/{u} (four protocols, five servers)');
+  await runSubscriptionBench();
   progress('robustness: fuzzing and 200 concurrent mixed clients (SQLite file)');
   await runRobustnessBench();
 }

@@ -106,7 +106,7 @@ describe('subscription page in headless Chromium', function () {
             const response = await page.goto(links.get(user.username)!, { waitUntil: 'load' });
             expect(response?.status()).to.equal(200);
             const csp = response!.headers()['content-security-policy']!;
-            expect(csp).to.match(/^default-src 'none'; script-src 'nonce-[A-Za-z0-9+/=]{16,}'; style-src 'nonce-[A-Za-z0-9+/=]{16,}'; img-src data:/);
+            expect(csp).to.match(/^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]{43}='; style-src 'sha256-[A-Za-z0-9+/]{43}='; img-src data:/);
             expect(csp).to.not.contain('unsafe');
 
             // Language and direction, from Accept-Language alone.

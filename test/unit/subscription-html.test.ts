@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { formatBytes, LANGUAGES, pickLanguage, type Language } from '../../api/pages/i18n';
 import { en } from '../../api/pages/i18n/en';
@@ -6,6 +7,7 @@ import { configValue, PROTOCOL_PRESENTATION } from '../../api/pages/subscription
 import {
   contactHtml,
   escapeHtml,
+  pageCsp,
   renderErrorPage,
   renderSubscriptionPage,
   type PageContext,
@@ -15,11 +17,10 @@ import {
 
 const ctxOf = (lang: Language = en): PageContext => ({
   lang,
-  nonce: 'TESTNONCE0123456789',
   languages: LANGUAGES.map((l) => ({ lang: l, href: `?token=t&lang=${l.code}` })),
   pageQrSvg: '<svg data-test="page-qr"></svg>',
 });
-const render = (i: SubscriptionInfo, e: SubscriptionPageExtras, lang?: Language) => renderSubscriptionPage(i, e, PROTOCOL_PRESENTATION, ctxOf(lang));
+const render = (i: SubscriptionInfo, e: SubscriptionPageExtras, lang?: Language) => renderSubscriptionPage(i, e, PROTOCOL_PRESENTATION, ctxOf(lang)).html;
 
 const HOSTILE = `<script>alert("x")</script>'"&\`<img src=x onerror=alert(1)>`;
 
@@ -82,7 +83,7 @@ describe('subscription page renderer (pure)', () => {
         extras(),
         lang,
       );
-      // The page's one script is ours (nonce'd); no markup from data gets in.
+      // The page's one script is ours (allowed by its hash); no markup from data gets in.
       expect(html.match(/<script/g), lang.code).to.have.length(1);
       expect(html).to.not.contain('<img');
       expect(html).to.not.match(/onerror=alert\(1\)>/);
@@ -140,14 +141,24 @@ describe('subscription page renderer (pure)', () => {
     expect(html).to.contain('data-qr="page" data-qr-text="http://panel.test/sub/alice?token=t"');
   });
 
-  it('is self-contained: inline style and one script under the nonce, nothing external; right to left in Persian', () => {
-    for (const html of [render(info(), extras()), render(info(), extras(), fa), renderErrorPage('not_found', ctxOf()), renderErrorPage('unavailable', ctxOf(fa))]) {
-      expect(html).to.not.match(/<link|<iframe|<img|src=|@import|url\(|style="/i);
-      for (const tag of html.match(/<(script|style)\b[^>]*>/g) ?? []) expect(tag).to.contain('nonce="TESTNONCE0123456789"');
-      expect(html).to.match(/^<!doctype html>/);
+  it('is self-contained: inline style and script, allowed by their hashes in the CSP, nothing external; right to left in Persian', () => {
+    const pages = [
+      renderSubscriptionPage(info(), extras(), PROTOCOL_PRESENTATION, ctxOf()),
+      renderSubscriptionPage(info(), extras(), PROTOCOL_PRESENTATION, ctxOf(fa)),
+      renderErrorPage('not_found', ctxOf()),
+      renderErrorPage('unavailable', ctxOf(fa)),
+    ];
+    const sha256 = (t: string) => createHash('sha256').update(t, 'utf8').digest('base64');
+    for (const page of pages) {
+      expect(page.html).to.not.match(/<link|<iframe|<img|src=|@import|url\(|style="/i);
+      expect(page.html).to.match(/^<!doctype html>/);
+      expect([...page.html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => sha256(m[1]!))).to.deep.equal([page.styleHash]);
+      expect([...page.html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => sha256(m[1]!))).to.deep.equal(page.scriptHash ? [page.scriptHash] : []);
+      expect(pageCsp(page)).to.contain(`style-src 'sha256-${page.styleHash}'`).and.not.contain('unsafe');
     }
-    expect(render(info(), extras(), fa)).to.contain('<html lang="fa" dir="rtl">');
-    expect(renderErrorPage('not_found', ctxOf(fa))).to.contain('<html lang="fa" dir="rtl">').and.contain(fa.messages.notFoundTitle);
+    expect(pages[2]!.scriptHash, 'error pages run nothing').to.equal(null);
+    expect(pages[1]!.html).to.contain('<html lang="fa" dir="rtl">');
+    expect(pages[3]!.html).to.contain('<html lang="fa" dir="rtl">').and.contain(fa.messages.unavailableTitle);
   });
 
   it('every language has every message (a missing one would show "undefined")', () => {

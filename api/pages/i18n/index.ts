@@ -40,8 +40,17 @@ export function formatBytes(lang: Language, bytes: number): string {
   return `${formatNumber(lang, value, digits)} ${lang.byteUnits[unit]}`;
 }
 
+/** Building an Intl formatter costs far more than using one: one per locale and precision. */
+const numberFormats = new Map<string, Intl.NumberFormat>();
+
 export function formatNumber(lang: Language, value: number, fractionDigits = 0): string {
-  return new Intl.NumberFormat(lang.numberLocale, { minimumFractionDigits: fractionDigits, maximumFractionDigits: fractionDigits, useGrouping: false }).format(value);
+  const key = `${lang.numberLocale}:${fractionDigits}`;
+  let format = numberFormats.get(key);
+  if (!format) {
+    format = new Intl.NumberFormat(lang.numberLocale, { minimumFractionDigits: fractionDigits, maximumFractionDigits: fractionDigits, useGrouping: false });
+    numberFormats.set(key, format);
+  }
+  return format.format(value);
 }
 
 /** A data limit such as `10 GB` in the language's units (the contract's unit names map onto them). */
