@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Server } from 'node:net';
 import { createApp } from '../api/server';
 import { ResellerListeners } from '../api/listeners';
@@ -6,6 +7,7 @@ import { bootstrapCore, type Core } from './bootstrap';
 import { scheduleBackups, type BackupSchedule } from './backup/schedule';
 import { packageVersion, startControlServer, type ControlServer } from './control';
 import { User } from './db';
+import { createReloadingHttpsServer, TlsConfigError, type ReloadingHttpsServer } from './tls';
 import { settingName, type Config } from './config';
 import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
@@ -41,12 +43,14 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     ready.then(() => app(req, res));
   };
+  let tls: ReloadingHttpsServer | null = null;
   let control: ControlServer;
   const startedAt = Date.now();
-  let server: HttpServer;
+  let server: HttpServer | HttpsServer;
   let shownUrl = '';
   try {
-    server = createServer(handler);
+    if (config.tlsCert && config.tlsKey) tls = createReloadingHttpsServer({ cert: config.tlsCert, key: config.tlsKey }, handler, logger);
+    server = tls?.server ?? createServer(handler);
     await listenOrExplain(server, config.port, config.host);
     // The CLI's way in (status, admin-key rotate) and the sign `restore` looks for before it
     // touches a data dir; refuses a second daemon on the same data dir.
@@ -74,8 +78,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       throw new StartupError(err.message);
     });
   } catch (err) {
+    tls?.stop();
     await core.close();
-    throw err;
+    throw err instanceof TlsConfigError ? new StartupError(err.message) : err;
   }
   const port = (server.address() as AddressInfo).port;
   // Resumes queued background jobs and marks those a crash interrupted.
@@ -130,7 +135,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   await listeners?.sync();
 
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
   shownUrl = url;
   logger.info({ url, database: ctx.db.dialect }, 'polygate is listening');
   const backups = config.backupIntervalHours > 0 ? scheduleBackups(config, logger) : null;

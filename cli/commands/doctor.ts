@@ -159,6 +159,17 @@ export async function runChecks(config: Config, options: { programDirs?: string[
   } else {
     checks.push({ group: 'permissions', name: 'data dir', state: 'info', detail: `${config.dataDir} does not exist yet (the first start creates it)` });
   }
+  if (config.tlsCert && config.tlsKey) {
+    for (const [name, file] of [['POLYGATE_TLS_CERT', config.tlsCert], ['POLYGATE_TLS_KEY', config.tlsKey]] as const) {
+      let ok = true;
+      try {
+        accessSync(file, fsConstants.R_OK);
+      } catch {
+        ok = false;
+      }
+      checks.push(ok ? { group: 'permissions', name, state: 'ok', detail: file } : { group: 'permissions', name, state: 'missing', detail: `${file} is not readable`, fix: `point ${name} at a readable PEM file` });
+    }
+  }
   checks.push(
     config.firewall === 'off'
       ? { group: 'firewall', name: 'nftables table inet polygate', state: 'info', detail: 'POLYGATE_FIREWALL=off: open the VPN ports in your own firewall' }

@@ -51,6 +51,9 @@ const schema = z.object({
    * they would dwarf everything else a Prometheus server stores.
    */
   metricsPerUser: z.enum(['on', 'off']).default('off'),
+  /** PEM certificate (chain) and key: the panel serves HTTPS, re-reading both when they change. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   /** Scheduled backups into `<data dir>/backups`; 0 (the default) turns them off. */
   backupIntervalHours: z.coerce.number().min(0).max(24 * 24, 'must be at most 576 (24 days)').default(0),
   /** How many scheduled backups to keep (the oldest are removed). */
@@ -79,6 +82,8 @@ const envNames: Record<string, string> = {
   resellerListeners: 'POLYGATE_RESELLER_LISTENERS',
   metricsToken: 'POLYGATE_METRICS_TOKEN',
   metricsPerUser: 'POLYGATE_METRICS_PER_USER',
+  tlsCert: 'POLYGATE_TLS_CERT',
+  tlsKey: 'POLYGATE_TLS_KEY',
   backupIntervalHours: 'POLYGATE_BACKUP_INTERVAL_HOURS',
   backupKeep: 'POLYGATE_BACKUP_KEEP',
   ...poolEnvNames,
@@ -120,11 +125,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const c = parsed.data;
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+    const missing = c.tlsCert === undefined ? envNames.tlsCert : envNames.tlsKey;
+    throw new ConfigError(`Invalid configuration:\n  ${missing}: must be set too (HTTPS needs both POLYGATE_TLS_CERT and POLYGATE_TLS_KEY)`);
+  }
   const dataDir = path.resolve(c.dataDir);
   const shownHost = c.host === '0.0.0.0' || c.host === '::' ? '127.0.0.1' : c.host;
-  const publicUrlResolved = (c.publicUrl ?? `http://${shownHost}:${c.port}`).replace(/\/+$/, '');
+  // Subscription links carry tokens: with TLS on they default to https.
+  const scheme = c.tlsCert ? 'https' : 'http';
+  const publicUrlResolved = (c.publicUrl ?? `${scheme}://${shownHost}:${c.port}`).replace(/\/+$/, '');
   return Object.freeze({
     ...c,
+    tlsCert: c.tlsCert === undefined ? undefined : path.resolve(c.tlsCert),
+    tlsKey: c.tlsKey === undefined ? undefined : path.resolve(c.tlsKey),
     dataDir,
     databaseUrlResolved: c.databaseUrl ?? `sqlite:${path.join(dataDir, 'polygate.sqlite')}`,
     publicUrlResolved,
