@@ -22,6 +22,7 @@ import { UserAddressLeases } from './services/address-leases';
 import { DEFAULT_LISTENER_PORT_SETTING, DEFAULT_LISTENER_TRANSPORT_SETTING } from './services/servers';
 import type { SettingsPropagation } from './services/settings';
 import { StatusBoard } from './status';
+import { createWebhookEngine, type WebhookEngine, type WebhookOptions } from './webhooks';
 
 export const IPSEC_PSK_SETTING = 'ipsec_psk';
 
@@ -32,6 +33,8 @@ export interface BootstrapOptions {
   ephemeral?: boolean;
   /** Where the CA lives; default `<data dir>/pki` (ephemeral: a throwaway directory). */
   pkiDir?: string;
+  /** Webhook settings over those of `POLYGATE_WEBHOOK_*` (tests: millisecond backoff). */
+  webhooks?: Partial<WebhookOptions>;
 }
 
 /**
@@ -59,6 +62,8 @@ export interface Core {
   propagation: LateSettingsPropagation;
   /** Accounting + enforcement; its tick loop is started by the daemon (tests call `tick()`). */
   accounting: AccountingEngine;
+  /** Webhook detection and delivery (started here: it only works while an endpoint is enabled). */
+  webhooks: WebhookEngine;
   /** Set only when this start generated the main admin key (it is shown once). */
   generatedAdminKey?: string;
   adminKeyFile?: string;
@@ -105,6 +110,7 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     propagation,
   });
   await accounting.init();
+  const webhooks = createWebhookEngine(ctx, services.webhooks, options.webhooks);
   const core: Core = {
     ctx,
     services,
@@ -112,8 +118,10 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
     pki,
     propagation,
     accounting,
+    webhooks,
     close: async () => {
       await accounting.stop();
+      await webhooks.stop();
       // Running jobs finish (bounded) before the database they write to goes away.
       await services.nodes.stopJobs();
       await db.close();
@@ -167,6 +175,7 @@ export async function bootstrapCore(config: Config, options: BootstrapOptions = 
       transaction,
     );
   });
+  await webhooks.start();
   return core;
 
   /** Drops the main server's old default-listener claim, unless a custom port of the ports table still uses it. */

@@ -6,6 +6,7 @@ import { settingsRouter } from './settings';
 import { statsRouter } from './stats';
 import { subAdminsRouter } from './sub-admins';
 import { usersRouter } from './users';
+import { webhooksRouter } from './webhooks';
 
 /** The whole API: one router per domain. Served as tRPC at /trpc and as REST at /api/v1. */
 export const appRouter = router({
@@ -16,6 +17,7 @@ export const appRouter = router({
   ports: portsRouter,
   settings: settingsRouter,
   stats: statsRouter,
+  webhooks: webhooksRouter,
 });
 
 export type AppRouter = typeof appRouter;

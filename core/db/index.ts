@@ -8,6 +8,7 @@ import * as m0002 from './migrations/0002-accounting';
 import * as m0003 from './migrations/0003-user-usage';
 import * as m0004 from './migrations/0004-address-leases';
 import * as m0005 from './migrations/0005-support-contact';
+import * as m0006 from './migrations/0006-webhooks';
 import { defineAccountingModels } from './accounting-models';
 import { defineAddressModels } from './address-models';
 import { defineModels } from './models';
@@ -25,6 +26,7 @@ const migrations = [
   { name: '0003-user-usage', ...m0003 },
   { name: '0004-address-leases', ...m0004 },
   { name: '0005-support-contact', ...m0005 },
+  { name: '0006-webhooks', ...m0006 },
 ];
 
 export interface Database {

@@ -13,6 +13,7 @@ import { StatsService } from './stats';
 import { SubAdminsService } from './sub-admins';
 import type { ProtocolOffer } from './user-view';
 import { UsersService, UserViews, type ClientConfigFormats } from './users';
+import { WebhooksService } from '../webhooks/service';
 
 /** Tunnel addresses per protocol pool, unique in the database; a freed one is not reused at once. */
 export interface AddressLeases {
@@ -52,6 +53,8 @@ export interface Services {
   nodes: NodesService;
   stats: StatsService;
   clientConfigs: ClientConfigService;
+  /** Webhook endpoints (the engine that detects and delivers lives on the Core). */
+  webhooks: WebhooksService;
   addresses: AddressLeases;
   metricsRegistry: Registry;
 }
@@ -68,5 +71,6 @@ export function createServices(ctx: CoreContext, deps: ServiceDependencies): Ser
   services.nodes = new NodesService(ctx, services);
   services.stats = new StatsService(ctx, services);
   services.clientConfigs = new ClientConfigService(deps.renderers);
+  services.webhooks = new WebhooksService(ctx);
   return services;
 }

@@ -68,6 +68,13 @@ const REQUESTS: Record<string, { body: Body | null }> = {
 
   'GET /support_contact': { body: null },
   'PUT /support_contact': { body: { support_contact: '@matrix_support' } },
+
+  // Loopback port 9 (discard): nothing is delivered while the matrix runs.
+  'GET /webhooks': { body: null },
+  'POST /webhooks': { body: { url: 'http://127.0.0.1:9/matrix-hook' } },
+  'PUT /webhooks/{id}': { body: { description: 'edited by the authorization matrix' } },
+  'GET /webhooks/{id}/deliveries': { body: null },
+  'DELETE /webhooks/{id}': { body: null },
 };
 
 /** Past authorization: done, or refused on the body's merits. */
@@ -76,9 +83,12 @@ const allowed = (status: number) => (status >= 200 && status < 300) || status ==
 const routeKey = (r: RestRoute) => `${r.method} ${r.path}`;
 const pathParams = (r: RestRoute) => [...r.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
 
-/** The contract's "not yours" answer; revoke alone ends it with a period. */
+/** The contract's "not yours" answer; revoke alone ends it with a period; a webhook is simply not found. */
 const notYoursMessage = (r: RestRoute) =>
-  r.path.endsWith('/revoke') ? 'User not found or permission denied.' : 'User not found or permission denied';
+  r.path.startsWith('/webhooks/') ? 'Webhook not found' : r.path.endsWith('/revoke') ? 'User not found or permission denied.' : 'User not found or permission denied';
+
+/** Routes whose `{id}` is a resource a reseller owns (another reseller must get 404, as for a user). */
+const ownsWebhook = (r: RestRoute) => r.path.startsWith('/webhooks/{id}');
 
 interface World {
   h: Harness;
@@ -123,6 +133,18 @@ async function createOwnedUser(w: World): Promise<string> {
   return username;
 }
 
+/** A new webhook of the owning reseller per case, as for users. */
+async function createOwnedWebhook(w: World): Promise<number> {
+  const res = await w.h.http.post('/api/v1/webhooks').set('X-API-KEY', w.own.key).send({ url: 'http://127.0.0.1:9/owned-hook' });
+  expect(res.status, `creating a webhook: ${JSON.stringify(res.body)}`).to.equal(200);
+  return res.body.webhook.id;
+}
+
+async function webhookSnapshot(w: World, id: number): Promise<unknown> {
+  const res = await w.h.http.get('/api/v1/webhooks').set('X-API-KEY', w.h.adminKey);
+  return (res.body.webhooks as Array<{ id: number }>).find((x) => x.id === id) ?? null;
+}
+
 async function userSnapshot(username: string): Promise<unknown> {
   const user = await User.findOne({ where: { username }, raw: true });
   if (!user) return null;
@@ -147,10 +169,11 @@ function keyFor(w: World, c: Case): string | undefined {
   }
 }
 
-async function call(w: World, route: RestRoute, c: Case, username: string | undefined) {
+async function call(w: World, route: RestRoute, c: Case, username: string | undefined, webhookId?: number) {
   const params: Record<string, string> = {};
   for (const name of pathParams(route)) {
     if (name === 'username') params[name] = username!;
+    else if (name === 'id' && ownsWebhook(route)) params[name] = String(webhookId);
     else if (name === 'id' && route.path.startsWith('/sub_admins/')) params[name] = String(w.targetSubAdminId);
     else if (name === 'id' && route.path.startsWith('/nodes/')) params[name] = String(w.nodeId);
     else throw new Error(`No fixture for path parameter '${name}' of ${routeKey(route)}: add one in authorization-matrix.test.ts`);
@@ -199,14 +222,17 @@ forEachDatabase((kind) => {
         });
 
         const hasUsername = pathParams(route).includes('username');
+        const hasOwned = hasUsername || ownsWebhook(route);
 
         for (const c of CASES) {
-          it(`${c}: ${expectationOf(access, c, hasUsername)}`, async () => {
+          it(`${c}: ${expectationOf(access, c, hasOwned)}`, async () => {
             tally.checks++;
             // Mutating cases get their own user; refused cases must leave theirs untouched.
             const username = hasUsername ? await createOwnedUser(w) : undefined;
             const before = username ? await userSnapshot(username) : undefined;
-            const res = await call(w, route, c, username);
+            const webhookId = ownsWebhook(route) ? await createOwnedWebhook(w) : undefined;
+            const webhookBefore = webhookId !== undefined ? await webhookSnapshot(w, webhookId) : undefined;
+            const res = await call(w, route, c, username, webhookId);
             const answer = `${res.status} ${JSON.stringify(res.body)}`;
             expect(res.status, `never a 5xx: ${answer}`).to.be.below(500);
 
@@ -229,7 +255,7 @@ forEachDatabase((kind) => {
             } else if (access === 'main_admin_strict') {
               expect(res.status, answer).to.equal(403);
               expect(res.body).to.deep.equal({ success: false, message: 'Permission denied: Main admin API key required.' });
-            } else if (c === 'other reseller' && hasUsername) {
+            } else if (c === 'other reseller' && hasOwned) {
               expect(res.status, answer).to.equal(404);
               expect(res.body).to.deep.equal({ success: false, message: notYoursMessage(route) });
             } else {
@@ -239,6 +265,9 @@ forEachDatabase((kind) => {
 
             if (username && (c !== 'own reseller' && c !== 'main admin')) {
               expect(await userSnapshot(username), `a refused call must leave ${username} unchanged`).to.deep.equal(before);
+            }
+            if (webhookId !== undefined && (c !== 'own reseller' && c !== 'main admin')) {
+              expect(await webhookSnapshot(w, webhookId), `a refused call must leave webhook ${webhookId} unchanged`).to.deep.equal(webhookBefore);
             }
           });
         }
@@ -257,13 +286,13 @@ forEachDatabase((kind) => {
   });
 });
 
-function expectationOf(access: Access | undefined, c: Case, hasUsername: boolean): string {
+function expectationOf(access: Access | undefined, c: Case, hasOwned: boolean): string {
   if (access === 'public') return 'not refused';
   if (c === 'no key') return '401 API key is missing';
   if (c === 'bad key' || c === 'inactive reseller') return '401 Invalid or inactive API key';
   if (c === 'main admin') return 'allowed';
   if (access === 'main_admin') return '403 Permission denied';
   if (access === 'main_admin_strict') return '403 Permission denied: Main admin API key required.';
-  if (c === 'other reseller' && hasUsername) return '404 User not found or permission denied, user unchanged';
+  if (c === 'other reseller' && hasOwned) return '404 not found or permission denied, target unchanged';
   return 'allowed';
 }

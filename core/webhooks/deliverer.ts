@@ -1,0 +1,191 @@
+import { Op } from 'sequelize';
+import type { CoreContext } from '../context';
+import { WebhookDelivery, WebhookEndpoint, WebhookEvent } from './models';
+import { retryDelayMs, type WebhookOptions } from './options';
+import { signatureHeader } from './signature';
+
+/** Pending rows looked at per round; heads beyond them wait for the next round. */
+const BATCH = 1000;
+
+/** Only scheme, host and port are logged: bots often carry a token in the path or query. */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(invalid url)';
+  }
+}
+
+/**
+ * Sends queued deliveries. At most one delivery per (endpoint, subject) is in flight, and it is
+ * always that pair's oldest pending one, so a user's events reach an endpoint in the order they
+ * happened (a later one waits while an earlier one is retried, until it is delivered or given
+ * up). State lives only in `webhook_deliveries`: after a restart pending rows are sent again
+ * (a request cut by the crash too, so receivers dedupe on the event id), delivered ones never.
+ */
+export class WebhookDeliverer {
+  private running = false;
+  private looping: Promise<void> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Set<AbortController>();
+
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly options: WebhookOptions,
+    /** Wall time for retry schedules: the domain clock of tests stands still. */
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.wake();
+  }
+
+  /** Stops after the requests in flight are cut; pending rows stay for the next start. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const c of this.inFlight) c.abort(new Error('deliverer stopping'));
+    await this.looping;
+  }
+
+  /** Something was queued (or an endpoint came back): look now. */
+  wake(): void {
+    if (!this.running) return;
+    if (this.looping) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.looping = this.loop().finally(() => {
+      this.looping = null;
+      if (this.again && this.running) this.wake();
+    });
+  }
+
+  /** Resolves once no round is running (tests: after a wake, the round it started is done). */
+  async idle(): Promise<void> {
+    while (this.looping) await this.looping;
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      this.again = false;
+      let next: number | null;
+      try {
+        next = await this.round();
+      } catch (err) {
+        this.ctx.logger.error({ err }, 'webhook delivery round failed; retrying shortly');
+        next = this.now() + 1000;
+      }
+      if (!this.running) return;
+      if (next === 0 || this.again) continue;
+      if (next != null) {
+        this.timer = setTimeout(() => this.wake(), Math.max(0, next - this.now()));
+        this.timer.unref();
+      }
+      return;
+    }
+  }
+
+  /** Sends every due head once. Returns 0 to go again at once, a time to come back, or null (nothing pending). */
+  private async round(): Promise<number | null> {
+    const rows = await WebhookDelivery.findAll({ where: { status: 'pending' }, order: [['id', 'ASC']], limit: BATCH, raw: true });
+    if (rows.length === 0) return null;
+    const endpoints = new Map((await WebhookEndpoint.findAll({ where: { id: { [Op.in]: [...new Set(rows.map((r) => r.endpoint_id))] } }, raw: true })).map((e) => [e.id, e]));
+    const heads = new Map<string, WebhookDelivery>();
+    for (const r of rows) {
+      const group = `${r.endpoint_id}|${r.subject}`;
+      if (!heads.has(group)) heads.set(group, r);
+    }
+    const now = this.now();
+    const due: WebhookDelivery[] = [];
+    let next: number | null = null;
+    for (const head of heads.values()) {
+      // A disabled endpoint's deliveries wait (in order) until it is enabled again.
+      if (!endpoints.get(head.endpoint_id)?.enabled) continue;
+      const at = new Date(head.next_attempt_at).getTime();
+      if (at <= now) due.push(head);
+      else next = next == null ? at : Math.min(next, at);
+    }
+    if (due.length === 0) return next;
+    const events = new Map((await WebhookEvent.findAll({ where: { id: { [Op.in]: due.map((d) => d.event_id) } }, raw: true })).map((e) => [e.id, e]));
+    let index = 0;
+    const worker = async () => {
+      while (index < due.length && this.running) {
+        const d = due[index++]!;
+        const event = events.get(d.event_id);
+        const endpoint = endpoints.get(d.endpoint_id);
+        if (event && endpoint) await this.attempt(d, event, endpoint);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.options.concurrency, due.length) }, worker));
+    return 0;
+  }
+
+  private async attempt(d: WebhookDelivery, event: WebhookEvent, endpoint: WebhookEndpoint): Promise<void> {
+    const attempt = d.attempts + 1;
+    const log = { delivery: d.id, event: event.id, type: event.type, endpoint: endpoint.id, origin: originOf(endpoint.url), attempt };
+    let secret: string;
+    try {
+      secret = this.ctx.secrets.open(endpoint.secret);
+    } catch {
+      await this.record(d, attempt, null, 'the endpoint secret cannot be opened with this data dir\'s secret.key (restored without it?)', log);
+      return;
+    }
+    const controller = new AbortController();
+    this.inFlight.add(controller);
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    let status: number | null = null;
+    let error: string | null = null;
+    try {
+      const res = await fetch(endpoint.url, {
+        method: 'POST',
+        body: event.body,
+        // A redirect is never followed: it could point the signed body at another host.
+        redirect: 'manual',
+        signal: controller.signal,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'polygate-webhooks/1',
+          'x-polygate-event': event.type,
+          'x-polygate-delivery': String(d.id),
+          'x-polygate-signature': signatureHeader(secret, event.body, Math.floor(this.now() / 1000)),
+        },
+      });
+      status = res.status;
+      await res.body?.cancel().catch(() => undefined);
+      if (status >= 300 && status < 400) error = `redirect (${status}) not followed`;
+      else if (status < 200 || status >= 300) error = `HTTP ${status}`;
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string; message?: string } };
+      error = controller.signal.aborted ? String((controller.signal.reason as Error)?.message ?? 'aborted') : (e.cause?.code ?? e.cause?.message ?? e.message);
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(controller);
+    }
+    // Cut by a shutdown: not the endpoint's fault, and the row stays due for the next start.
+    if (!this.running && error) return;
+    await this.record(d, attempt, status, error, log);
+  }
+
+  private async record(d: WebhookDelivery, attempt: number, status: number | null, error: string | null, log: Record<string, unknown>): Promise<void> {
+    const now = new Date(this.now());
+    if (!error) {
+      await WebhookDelivery.update({ status: 'delivered', attempts: attempt, last_attempt_at: now, last_status_code: status, last_error: null, delivered_at: now }, { where: { id: d.id, status: 'pending' } });
+      this.ctx.logger.info({ ...log, status }, 'webhook delivered');
+      return;
+    }
+    const giveUp = attempt >= this.options.maxAttempts;
+    const next = new Date(now.getTime() + retryDelayMs(this.options, attempt));
+    await WebhookDelivery.update(
+      { status: giveUp ? 'failed' : 'pending', attempts: attempt, last_attempt_at: now, last_status_code: status, last_error: error.slice(0, 300), next_attempt_at: giveUp ? now : next },
+      { where: { id: d.id, status: 'pending' } },
+    );
+    if (giveUp) this.ctx.logger.warn({ ...log, status, error }, 'webhook delivery given up');
+    else this.ctx.logger.warn({ ...log, status, error, retry_at: next.toISOString() }, 'webhook delivery failed; will retry');
+  }
+}
