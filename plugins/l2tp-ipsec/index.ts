@@ -192,6 +192,15 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   private maxSessions = new Map<string, number>();
   private written = new Map<string, string>();
   private readonly tracked = new Map<string, TrackedIke>();
+  /**
+   * An IKE rekey gives the IKE_SA a new unique id while its CHILD_SAs (and their counters) move
+   * over: `<runId>:<new id>` → the id the session was first seen under, so its key stays the same.
+   */
+  private readonly originOf = new Map<string, string>();
+  /** Session key → the IKE_SA's unique id now (for terminate). */
+  private readonly currentOf = new Map<string, string>();
+  /** Keys already reported ended: a list-sas answer in flight must not bring one back. */
+  private readonly endedKeys = new Set<string>();
   private readonly pppSeen = new Map<string, { rx: number; tx: number }>();
   private reported: Set<string> | undefined;
   private folding: Promise<void> = Promise.resolve();
@@ -379,7 +388,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     }
     const ike = /^(.*):([a-z0-9]{4,32}):(\d{1,15})$/.exec(key);
     if (!ike || ike[1] !== this.serverId || ike[2] !== this.runId) throw notFound(`no L2TP/IKEv2 session ${JSON.stringify(key)} on ${this.serverId}`);
-    await this.terminateIke(ike[3]!);
+    await this.terminateIke(this.currentOf.get(key) ?? ike[3]!);
   }
 
   /** A strongSwan profile (`.sswan`) for IKEv2 with EAP-MSCHAPv2, with the panel CA to verify the gateway. */
@@ -612,12 +621,15 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     return events;
   }
 
-  private track(runId: string, sa: ReturnType<typeof parseIkeSas>[number]): TrackedIke {
-    const key = this.key(runId, sa.uniqueId);
+  private track(runId: string, sa: ReturnType<typeof parseIkeSas>[number]): TrackedIke | null {
+    const sessionId = this.originOf.get(`${runId}:${sa.uniqueId}`) ?? sa.uniqueId;
+    const key = this.key(runId, sessionId);
+    if (this.endedKeys.has(key)) return null;
+    this.currentOf.set(key, sa.uniqueId);
     let t = this.tracked.get(key);
     if (!t) {
       const now = Math.floor(this.ctx.clock.now().getTime() / 1000);
-      t = { runId, uniqueId: sa.uniqueId, username: sa.username, remoteAddress: sa.remoteAddress, connectedAt: now - (sa.establishedSecAgo ?? 0), children: new Map(), ended: false };
+      t = { runId, uniqueId: sessionId, username: sa.username, remoteAddress: sa.remoteAddress, connectedAt: now - (sa.establishedSecAgo ?? 0), children: new Map(), ended: false };
       this.tracked.set(key, t);
     }
     for (const c of sa.children) {
@@ -640,6 +652,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
 
   private async pollIke(): Promise<LiveSession[]> {
     const runId = this.runId;
+    // Only sessions known before the listing can be missing from it; one that came up meanwhile is not.
+    const before = new Set(this.tracked.keys());
     const events = await this.listSas();
     const seen = new Set<string>();
     const out: LiveSession[] = [];
@@ -647,14 +661,15 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       for (const sa of parseIkeSas(msg)) {
         if (sa.connection !== IKEV2_CONN || sa.state !== 'ESTABLISHED') continue;
         const t = this.track(runId, sa);
-        if (t.ended) continue;
-        seen.add(this.key(runId, sa.uniqueId));
+        if (!t || t.ended) continue;
+        const key = this.key(runId, t.uniqueId);
+        seen.add(key);
         const { rx, tx } = this.totals(t);
-        out.push({ sessionKey: this.key(runId, sa.uniqueId), username: t.username, protocol: 'l2tp', serverId: this.serverId, remoteAddress: t.remoteAddress, connectedAt: t.connectedAt, rxBytes: rx, txBytes: tx });
+        out.push({ sessionKey: key, username: t.username, protocol: 'l2tp', serverId: this.serverId, remoteAddress: t.remoteAddress, connectedAt: t.connectedAt, rxBytes: rx, txBytes: tx });
       }
     }
     // Gone without an event we saw (the watcher was reconnecting): ends with the last counters read.
-    for (const [key, t] of this.tracked) if (!t.ended && !seen.has(key)) await this.recordIkeEnded(t);
+    for (const [key, t] of [...this.tracked]) if (before.has(key) && !t.ended && !seen.has(key)) await this.recordIkeEnded(t);
     return out;
   }
 
@@ -667,7 +682,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       if (this.monitor === s) this.monitor = undefined;
     };
     try {
-      for (const e of ['child-updown', 'child-rekey', 'ike-updown']) await s.register(e, this.config.commandTimeoutMs);
+      for (const e of ['child-updown', 'child-rekey', 'ike-updown', 'ike-rekey']) await s.register(e, this.config.commandTimeoutMs);
     } catch (e) {
       s.close();
       throw e;
@@ -677,6 +692,18 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
 
   private onEvent(runId: string, name: string, msg: ViciMessage): void {
     try {
+      if (name === 'ike-rekey') {
+        for (const v of Object.values(msg)) {
+          if (typeof v !== 'object' || Array.isArray(v)) continue;
+          const oldId = typeof v['old'] === 'object' && !Array.isArray(v['old']) ? v['old']['uniqueid'] : undefined;
+          const newId = typeof v['new'] === 'object' && !Array.isArray(v['new']) ? v['new']['uniqueid'] : undefined;
+          if (typeof oldId !== 'string' || typeof newId !== 'string' || !/^\d{1,15}$/.test(oldId) || !/^\d{1,15}$/.test(newId)) continue;
+          const origin = this.originOf.get(`${runId}:${oldId}`) ?? oldId;
+          this.originOf.set(`${runId}:${newId}`, origin);
+          this.currentOf.set(this.key(runId, origin), newId);
+        }
+        return;
+      }
       if (name === 'child-rekey') {
         // The old CHILD_SA's final counters are in its `old` section.
         for (const [conn, v] of Object.entries(msg)) {
@@ -700,7 +727,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       for (const sa of parseIkeSas(msg)) {
         if (sa.connection !== IKEV2_CONN) continue;
         const t = this.track(runId, sa);
-        if (up || t.ended) continue;
+        if (!t || up || t.ended) continue;
         if (name === 'child-updown' && sa.state !== 'ESTABLISHED') void this.recordIkeEnded(t).catch((e) => this.ctx.logger.warn({ err: (e as Error).message }, 'recording an ended IKEv2 session failed'));
         if (name === 'ike-updown') {
           // child-updown for its CHILD_SAs follows at once; end it in any case if none comes.
@@ -719,7 +746,10 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     const { rx, tx } = this.totals(t);
     const record: IkeEndedRecord = { v: 1, runId: t.runId, uniqueId: t.uniqueId, username: t.username, remoteAddress: t.remoteAddress, connectedAt: t.connectedAt, rxBytes: rx, txBytes: tx };
     await this.ctx.host.writeFileAtomic(path.posix.join(this.paths.ended, `ike-${t.runId}-${t.uniqueId}.rec`), JSON.stringify(record), 0o600);
-    this.tracked.delete(this.key(t.runId, t.uniqueId));
+    const key = this.key(t.runId, t.uniqueId);
+    this.endedKeys.add(key);
+    this.tracked.delete(key);
+    this.currentOf.delete(key);
     await this.foldEnded();
   }
 

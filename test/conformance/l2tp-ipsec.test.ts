@@ -154,7 +154,7 @@ describe('L2TP/IPsec conformance lab (real charon + xl2tpd, real strongSwan clie
       expect(again.ok, 'removed user reconnecting').to.equal(false);
     });
 
-    it('traffic is counted from CHILD_SA counters; the SA going down reports final counters from child-updown once, also after a restart', async () => {
+    it('traffic is counted from CHILD_SA counters across CHILD and IKE rekeys; the SA going down reports final counters from child-updown once, also after a restart', async () => {
       const stateDir = `${lab.dir}/l2-${randomBytes(3).toString('hex')}`;
       const ended: SessionEnded[] = [];
       instance = makeInstance({}, stateDir, (e) => ended.push(e));
@@ -165,9 +165,19 @@ describe('L2TP/IPsec conformance lab (real charon + xl2tpd, real strongSwan clie
       const own = await client!.counters(c.name);
       expect(own.tx).to.be.greaterThan(40_000);
       expect(live.rxBytes).to.be.closeTo(own.tx, own.tx * 0.05);
+      // A CHILD_SA rekey restarts the counters at 0 and an IKE rekey changes the IKE_SA's id: the session and its bytes carry on.
+      await client!.rekey(c.name, 'child');
+      await client!.rekey(c.name, 'ike');
+      await until(async () => (await client!.counters(c.name)).tx === 0 && (await client!.established(c.name)), 'the rekeyed SAs', 10_000, 100);
+      execFileSync('ip', ['netns', 'exec', lab.ns('l2c'), 'ping', '-q', '-c', '20', '-i', '0.01', '-s', '800', INNER], { stdio: 'ignore' });
+      const afterRekey = await client!.counters(c.name);
+      const rekeyed = sessionsOf(await instance.pollSessions()).find((s) => s.username === 'conf_bob')!;
+      expect(rekeyed.sessionKey, 'same session after the rekeys').to.equal(live.sessionKey);
+      expect(rekeyed.rxBytes).to.be.closeTo(own.tx + afterRekey.tx, (own.tx + afterRekey.tx) * 0.05);
       // More traffic, then the client leaves between two polls: only child-updown has these bytes.
       execFileSync('ip', ['netns', 'exec', lab.ns('l2c'), 'ping', '-q', '-c', '50', '-i', '0.01', '-s', '800', INNER], { stdio: 'ignore' });
-      const own2 = await client!.counters(c.name);
+      const last = await client!.counters(c.name);
+      const own2 = { tx: own.tx + last.tx, rx: own.rx + last.rx };
       await client!.terminate(c.name);
       await until(() => ended.length > 0, 'the ended session to be reported', 10_000, 100);
       expect(ended).to.have.length(1);
