@@ -227,6 +227,16 @@ export async function unpackAndVerify(file: string, into: string, onProgress: Pr
   const source = path.resolve(file);
   if (!existsSync(source)) throw new BackupError(`${source} does not exist`, 'config');
   const dir = await makeStaging(into);
+  try {
+    return { dir, manifest: await verifyUnpacked(source, dir, onProgress) };
+  } catch (e) {
+    // The half-checked tree holds the archive's secrets: never leave it behind.
+    await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function verifyUnpacked(source: string, dir: string, onProgress: ProgressFn): Promise<BackupManifest> {
   const bad = (why: string) => new BackupError(`${source} is not a valid polygate backup: ${why}. Use an untouched copy of the archive.`, 'invalid_archive');
   const refused: string[] = [];
   try {
@@ -297,7 +307,7 @@ export async function unpackAndVerify(file: string, into: string, onProgress: Pr
     const check = await checkSqliteSnapshot(path.join(dir, manifest.database.file));
     if (!check.ok) throw bad(`the database snapshot fails SQLite's check: ${check.detail}`);
   }
-  return { dir, manifest };
+  return manifest;
 }
 
 /** Checks an archive without restoring it (`polygate restore --verify-only`). */

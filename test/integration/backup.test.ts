@@ -93,6 +93,7 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
         expect(backup.code, backup.stderr).to.equal(0);
         expect(written, 'writes happened during the backup').to.be.greaterThan(0);
         expect(statSync(archive).mode & 0o777, 'the archive holds secrets').to.equal(0o600);
+        expect(readdirSync(path.dirname(archive)), 'no staging or partial files left').to.deep.equal(['panel.tar.gz']);
         expect(backup.stdout, 'the CLI prints no secret').to.equal('');
         // Not a terminal: plain progress lines instead of a bar.
         expect(backup.stderr).to.match(/^backup: 0% /m).and.to.match(/^backup: 100% /m);
@@ -135,6 +136,22 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
         expect(restoredCert.privateKey).to.equal(aliceCert.privateKey);
         expect(await daemon.core.pki.caCertificate()).to.equal(readFileSync(path.join(target.dataDir, 'pki', 'ca.crt'), 'utf8'));
       });
+
+      if (kind === 'postgres') {
+        it('refuses to restore into a PostgreSQL database another daemon uses, even from a data dir of its own', async () => {
+          source = await newPanel(kind);
+          daemon = await startPanel(source);
+          const archive = path.join(mkdtempSync(path.join(os.tmpdir(), 'pg-bk-out-')), 'panel.tar.gz');
+          const backup = await runCliProcess(['--config', source.configFile, 'backup', archive]);
+          expect(backup.code, backup.stderr).to.equal(0);
+          // Same database, another machine's data dir: the control socket cannot see that daemon.
+          target = await newPanel('sqlite', { databaseUrl: source.config.databaseUrlResolved });
+          expect((await api(daemon.url, 'GET', '/api/v1/health', daemon.core.generatedAdminKey!)).status).to.equal(200);
+          const r = await runCliProcess(['--config', target.configFile, 'restore', archive, '--force']);
+          expect(r.code, r.stderr).to.equal(4);
+          expect(r.stderr).to.match(/other session\(s\) are connected/);
+        });
+      }
     });
   });
 
@@ -194,6 +211,7 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
         expect((err as BackupError).kind, `${name}: ${(err as Error).message}`).to.equal('invalid_archive');
         expect((err as Error).message, name).to.match(/not a valid polygate backup/);
         expect(existsSync(target.dataDir), `${name}: nothing restored`).to.equal(false);
+        expect(readdirSync(path.dirname(target.dataDir)).filter((n) => n.startsWith('.polygate-')), `${name}: no unpacked secrets left behind`).to.deep.equal([]);
       }
       // The same checks, without restoring: the good archive passes.
       expect((await verifyBackup(archive)).database.kind).to.equal('sqlite');
