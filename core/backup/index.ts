@@ -366,9 +366,11 @@ export async function restoreBackup(config: Config, file: string, options: Resto
       throw new BackupError(`${dataDir}${pgHasTables ? ' / the PostgreSQL database' : ''} already holds a panel; run restore with --force to replace it (the old data dir is moved aside, not deleted)`, 'refused');
     }
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    // Restored files belong to whoever owns the data dir (the daemon's user), not to root running restore.
+    const owner = existsSync(dataDir) ? await fs.stat(dataDir) : null;
     if (existsSync(dataDir) && (await fs.readdir(dataDir)).length > 0) {
       const aside = `${dataDir}.before-restore-${stamp}`;
-      await fs.rename(dataDir, aside);
+      await moveAside(dataDir, aside);
       movedAside.push(aside);
     }
     if (sqliteFile && !isInside(sqliteFile, dataDir)) {
@@ -399,9 +401,35 @@ export async function restoreBackup(config: Config, file: string, options: Resto
       }
       progress(++done, total, `restore ${f.path}`);
     }
+    if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+      await chownTree(dataDir, owner.uid, owner.gid);
+      if (sqliteFile && !isInside(sqliteFile, dataDir)) await fs.chown(sqliteFile, owner.uid, owner.gid);
+    }
     return { manifest, movedAside };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Renames `dir` to `aside`; a data dir that cannot be renamed (a mount point) keeps its place and gives up its entries instead. */
+async function moveAside(dir: string, aside: string): Promise<void> {
+  try {
+    await fs.rename(dir, aside);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EBUSY' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EACCES') throw e;
+  }
+  await fs.mkdir(aside, { mode: 0o700 });
+  for (const name of await fs.readdir(dir)) await fs.rename(path.join(dir, name), path.join(aside, name));
+}
+
+async function chownTree(root: string, uid: number, gid: number): Promise<void> {
+  await fs.chown(root, uid, gid);
+  for (const entry of await fs.readdir(root, { withFileTypes: true })) {
+    const full = path.join(root, entry.name);
+    if (entry.isDirectory()) await chownTree(full, uid, gid);
+    else await fs.lchown(full, uid, gid);
   }
 }
 

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { BackupError, restoreBackup, verifyBackup } from '../../core/backup';
+import { BackupError, createBackup, restoreBackup, verifyBackup } from '../../core/backup';
+import { requirePrerequisite } from '../helpers/prereq';
 import { UserUsage, User } from '../../core/db';
 import type { DaemonHandle } from '../../core/daemon';
 import { forEachDatabase, type DatabaseKind } from '../helpers/harness';
@@ -241,6 +242,26 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
       expect(aside, 'the old data dir is kept').to.have.length(1);
       expect(readFileSync(path.join(other.dataDir, 'secret.key')).equals(readFileSync(path.join(panel.dataDir, 'secret.key')))).to.equal(true);
     });
+  });
+
+  it('restored files belong to the owner of the data dir (the daemon\'s user), not to root running restore', async function () {
+    requirePrerequisite(this, process.getuid?.() === 0, 'needs root to restore for another user');
+    const source = await newPanel('sqlite');
+    const d = await startPanel(source);
+    const archive = path.join(mkdtempSync(path.join(os.tmpdir(), 'pg-bk-own-')), 'panel.tar.gz');
+    try {
+      await createBackup(source.config, archive);
+    } finally {
+      await d.stop();
+    }
+    const target = await newPanel('sqlite');
+    mkdirSync(target.dataDir, { mode: 0o700 });
+    chownSync(target.dataDir, 65534, 65534);
+    await restoreBackup(target.config, archive);
+    for (const rel of ['.', 'secret.key', 'polygate.sqlite']) {
+      const st = statSync(path.join(target.dataDir, rel));
+      expect([st.uid, st.gid], rel).to.deep.equal([65534, 65534]);
+    }
   });
 
   it('scheduled backups go into <data dir>/backups, mode 0600, keeping the newest POLYGATE_BACKUP_KEEP', async () => {
