@@ -10,6 +10,7 @@ import {
   assertSafePath,
   assertTransport,
   defineProtocolPlugin,
+  EndedRecordFolder,
   intToIpv4,
   invalid,
   ipv4Range,
@@ -202,8 +203,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   /** Keys already reported ended: a list-sas answer in flight must not bring one back. */
   private readonly endedKeys = new Set<string>();
   private readonly pppSeen = new Map<string, { rx: number; tx: number }>();
-  private reported: Set<string> | undefined;
-  private folding: Promise<void> = Promise.resolve();
+  private readonly ended: EndedRecordFolder;
 
   constructor(private readonly ctx: PluginContext<L2tpConfig>) {
     this.config = ctx.config;
@@ -242,6 +242,19 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       reported: p('ended-reported.json'),
       chapSecrets: assertSafePath(this.config.chapSecretsPath, 'chapSecretsPath'),
     };
+    this.ended = new EndedRecordFolder({
+      host: ctx.host,
+      dir: this.paths.ended,
+      reportedPath: this.paths.reported,
+      isRecord: (n) => IKE_ENDED_RE.test(n) || PPP_ENDED_RE.test(n),
+      parse: (name, text) => {
+        const session = this.sessionOfRecord(name, text);
+        return session && { session, reason: 'disconnected' };
+      },
+      report: (e) => ctx.sessionEnded(e),
+      logger: ctx.logger,
+      timeoutMs: this.config.commandTimeoutMs,
+    });
     if (Buffer.byteLength(this.paths.vici) >= MAX_SOCKET_PATH) throw invalid(`vici socket path ${this.paths.vici} is too long; use a shorter state directory`);
   }
 
@@ -842,47 +855,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   // ---- ended records ----
 
   private foldEnded(): Promise<void> {
-    const next = this.folding.then(() => this.foldOnce());
-    this.folding = next.catch(() => undefined);
-    return next;
-  }
-
-  /** As ocserv's: a record's name enters the durable "reported" list before `sessionEnded`, and the file is removed after. */
-  private async foldOnce(): Promise<void> {
-    const { host } = this.ctx;
-    const valid = (n: string) => IKE_ENDED_RE.test(n) || PPP_ENDED_RE.test(n);
-    if (this.reported === undefined) {
-      const text = (await host.readFile(this.paths.reported).catch(() => Buffer.from('[]'))).toString('utf8');
-      try {
-        const list = JSON.parse(text) as unknown;
-        this.reported = new Set(Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string' && valid(n)) : []);
-      } catch {
-        this.reported = new Set();
-      }
-    }
-    const r = await host.run(['find', this.paths.ended, '-maxdepth', '1', '-type', 'f', '-name', '*.rec', '-printf', '%f\\n'], { timeoutMs: this.config.commandTimeoutMs });
-    if (r.code !== 0) throw unavailable(`listing ${this.paths.ended} on ${host.id} failed: ${r.stderr.trim().slice(0, 200)}`);
-    const names = r.stdout.split('\n').filter(valid).sort();
-    const fresh: Array<{ name: string; session: LiveSession }> = [];
-    for (const name of names) {
-      if (this.reported.has(name)) continue;
-      const text = (await host.readFile(path.posix.join(this.paths.ended, name)).catch(() => null))?.toString('utf8') ?? '';
-      const session = this.sessionOfRecord(name, text);
-      if (!session) {
-        this.ctx.logger.warn({ name }, 'ignoring an unreadable ended-session record');
-        await host.remove(path.posix.join(this.paths.ended, name));
-        continue;
-      }
-      fresh.push({ name, session });
-    }
-    const present = new Set(names);
-    const stale = [...this.reported].filter((n) => !present.has(n));
-    if (!fresh.length && !stale.length) return;
-    for (const n of stale) this.reported.delete(n);
-    for (const f of fresh) this.reported.add(f.name);
-    await host.writeFileAtomic(this.paths.reported, JSON.stringify([...this.reported]), 0o600);
-    for (const f of fresh) this.ctx.sessionEnded({ session: f.session, reason: 'disconnected' });
-    for (const f of fresh) await host.remove(path.posix.join(this.paths.ended, f.name));
+    return this.ended.fold();
   }
 
   private sessionOfRecord(name: string, text: string): LiveSession | null {

@@ -19,5 +19,6 @@ export {
   assertIntRange,
 } from './validate';
 export { SerialLock } from './serial-lock';
+export { EndedRecordFolder, type EndedRecordFolderOptions } from './ended-records';
 export { sameSecret } from './secret';
 export { parseStatusText, type StatusTextSession } from './status-text';
