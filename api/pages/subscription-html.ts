@@ -26,8 +26,8 @@ export interface ConfigLink {
   config?: string;
   /** HTML only: the QR code (inline SVG) of `config` when there is one, else of `url`. */
   qr_svg?: string;
-  /** Values of the rendered config that customers type by hand (the protocol table's `configFields`), by key. */
-  [configField: string]: unknown;
+  /** What the plugin on that server says a client needs to trust it (a certificate pin, an IKEv2 identity). */
+  facts?: Array<{ key: string; label: string; value: string }>;
 }
 
 /**
@@ -51,7 +51,6 @@ export interface ProtocolPresentation {
   id: string;
   displayName: string;
   fields: ReadonlyArray<{ key: string; label: string }>;
-  configFields: ReadonlyArray<{ key: string; label: string }>;
   setup: SetupKind;
   apps: readonly ClientApp[];
 }
@@ -227,7 +226,9 @@ function expirySection(info: SubscriptionInfo, extras: SubscriptionPageExtras, c
 }
 
 function fieldLabel(ctx: PageContext, f: { key: string; label: string }): string {
-  return ctx.lang.messages.fields[f.key] ?? f.label;
+  // Own keys only: a key such as `constructor` must not reach Object.prototype.
+  const fields = ctx.lang.messages.fields;
+  return Object.hasOwn(fields, f.key) ? fields[f.key]! : f.label;
 }
 
 function serverRows(card: ProtocolCard, ctx: PageContext, ids: Ids): string {
@@ -247,7 +248,7 @@ function linkItems(card: ProtocolCard, how: ProtocolPresentation, ctx: PageConte
     const download = isSafeHref(l.url)
       ? `<a class="button" href="${escapeHtml(l.url)}" download="${escapeHtml(l.file)}">${escapeHtml(m.download(l.file))}</a>`
       : `<code dir="ltr">${escapeHtml(l.url)}</code>`;
-    const pins = how.configFields.map((f) => valueRow(ctx, ids, fieldLabel(ctx, f), l[f.key])).join('');
+    const pins = (l.facts ?? []).map((f) => valueRow(ctx, ids, fieldLabel(ctx, f), f.value)).join('');
     let config = '';
     if (typeof l.config === 'string') {
       const id = ids.next('c');

@@ -4,7 +4,8 @@ import type { Services } from '../../core/services';
 import { MAIN_ADMIN } from '../../core/principal';
 import { sha256Hex } from '../../core/secrets';
 import { PROTOCOLS, type ProtocolSpec } from '../../core/protocols/table';
-import type { ClientConfigOffer, ServerEndpointView, SubscriptionDetail } from '../../core/services/user-view';
+import type { CustomerFact } from '../../core/plugin/types';
+import type { ServerEndpointView, SubscriptionDetail } from '../../core/services/user-view';
 import { LANGUAGES, pickLanguage, type Language } from './i18n';
 import { GenerationCache } from './cache';
 import { qrSvg } from './qr';
@@ -25,7 +26,6 @@ export const PROTOCOL_PRESENTATION: readonly ProtocolPresentation[] = PROTOCOLS.
   id: p.id,
   displayName: p.displayName,
   fields: p.customer.fields.map((f) => ({ key: f.key, label: f.label })),
-  configFields: (p.customer.configFields ?? []).map((f) => ({ key: f.key, label: f.label })),
   setup: p.customer.setup,
   apps: p.customer.apps,
 }));
@@ -131,13 +131,14 @@ export async function resolveToken(services: Services, username: string, token: 
 
 /**
  * Reads that every page view repeats but that change only with a write (settings, support
- * contacts) or with the plugins' own state (rendered configs): kept while the database's
+ * contacts) or with the plugins' own state (rendered configs, customer facts): kept while the database's
  * write generation holds, and a rendered config for at most a minute (a plugin's certificate
  * pin may change without a write).
  */
 const settingsCache = new GenerationCache<Record<string, string | null>>(4, 60_000);
 const contactCache = new GenerationCache<string | null>(10_000, 60_000);
 const renderCache = new GenerationCache<string>(5_000, 60_000);
+const factsCache = new GenerationCache<readonly CustomerFact[]>(1_000, 60_000);
 
 /** Everything the page and its JSON form show, or null for any wrong link. */
 export async function resolveSubscription(services: Services, username: string, token: string, scope: PublicPagesScope = {}): Promise<ResolvedSubscription | null> {
@@ -149,40 +150,41 @@ export async function resolveSubscription(services: Services, username: string, 
     contactCache.get(String(subscription.detail.sub_admin_id), generation, () => services.settings.supportContactFor(subscription.detail.sub_admin_id)),
   ]);
   const resolved = { ...toSubscriptionInfo(subscription, services.ctx.clock.now(), settings, contact), subscription };
-  await addRenderedConfigs(services, resolved, token, generation);
+  await Promise.all([addRenderedConfigs(services, resolved, token, generation), addCustomerFacts(services, resolved, generation)]);
   return resolved;
-}
-
-/** `key=value` of a rendered config (a certificate pin): the first matching line, trimmed. */
-export function configValue(config: string, line: string): string | null {
-  for (const l of config.split(/\r?\n/)) {
-    const eq = l.indexOf('=');
-    if (eq > 0 && l.slice(0, eq).trim() === line) return l.slice(eq + 1).trim() || null;
-  }
-  return null;
 }
 
 /**
  * Configs a client app imports by scanning (the plugin says `qr`) go on the page in full, with
  * their QR code: the token already proved who is asking, and the download link serves the same
- * text. Configs holding values customers type by hand (the table's `configFields`) are rendered
- * for those values. A plugin that cannot render now leaves the plain link.
+ * text. A plugin that cannot render now leaves the plain link.
  */
 async function addRenderedConfigs(services: Services, resolved: ResolvedSubscription, token: string, generation: number): Promise<void> {
-  const wanted = (o: ClientConfigOffer) => o.qr || (PROTOCOLS.find((p) => p.id === o.protocol)?.customer.configFields?.length ?? 0) > 0;
   await Promise.all(
-    resolved.subscription.clientConfigs.filter(wanted).map(async (offer) => {
-      const spec = PROTOCOLS.find((p) => p.id === offer.protocol)!;
+    resolved.subscription.clientConfigs
+      .filter((o) => o.qr)
+      .map(async (offer) => {
+        const file = `${offer.endpoint.name}.${offer.extension}`;
+        const link = resolved.info.protocols[offer.protocol]?.links?.find((l) => l.file === file);
+        if (!link) return;
+        try {
+          link.config = await renderCache.get(`${token}\u0000${file}`, generation, async () => (await services.clientConfigs.render(resolved.subscription, file)).content);
+        } catch (err) {
+          services.ctx.logger.warn({ err: (err as Error).message, file }, 'client config for the subscription page could not be rendered');
+        }
+      }),
+  );
+}
+
+/** What each server's plugin says a client needs to trust it (a certificate pin, an IKEv2 identity), beside that server's download. */
+async function addCustomerFacts(services: Services, resolved: ResolvedSubscription, generation: number): Promise<void> {
+  await Promise.all(
+    resolved.subscription.clientConfigs.map(async (offer) => {
       const file = `${offer.endpoint.name}.${offer.extension}`;
       const link = resolved.info.protocols[offer.protocol]?.links?.find((l) => l.file === file);
       if (!link) return;
-      try {
-        const content = await renderCache.get(`${token}\u0000${file}`, generation, async () => (await services.clientConfigs.render(resolved.subscription, file)).content);
-        if (offer.qr) link.config = content;
-        for (const f of spec.customer.configFields ?? []) link[f.key] = configValue(content, f.line);
-      } catch (err) {
-        services.ctx.logger.warn({ err: (err as Error).message, file }, 'client config for the subscription page could not be rendered');
-      }
+      const facts = await factsCache.get(`${offer.protocol}\u0000${offer.endpoint.serverId}`, generation, () => services.clientConfigs.customerFacts(offer.protocol, offer.endpoint.serverId));
+      if (facts.length) link.facts = facts.map((f) => ({ key: f.key, label: f.label, value: f.value }));
     }),
   );
 }

@@ -105,11 +105,6 @@ export interface ProtocolSpec {
     readonly fields: readonly CustomerField[];
     /** How a server is typed into a client: the host alone (fixed ports), `host:port`, or an `https://` URL. */
     readonly dial: 'host' | 'host-port' | 'https-url';
-    /**
-     * Values of the rendered client config that customers also type by hand (a certificate
-     * pin): `line` is the config's `line=value` key; shown per server under `key`.
-     */
-    readonly configFields?: ReadonlyArray<{ readonly key: string; readonly label: string; readonly line: string }>;
     readonly setup: SetupKind;
     readonly apps: readonly ClientApp[];
   };
@@ -165,6 +160,8 @@ const table = [
       setup: 'builtin-psk',
       apps: [
         { name: 'L2TP/IPsec PSK', platforms: ['windows', 'macos', 'ios', 'android'], builtin: true },
+        { name: 'IKEv2', platforms: ['android', 'windows', 'macos', 'ios'], builtin: true },
+        { name: 'strongSwan VPN Client', platforms: ['android'], url: 'https://www.strongswan.org/download.html' },
         { name: 'NetworkManager-l2tp', platforms: ['linux'] },
       ],
     },
@@ -186,7 +183,6 @@ const table = [
     customer: {
       fields: [],
       dial: 'https-url',
-      configFields: [{ key: 'certificate_pin', label: 'Server certificate pin', line: 'servercert' }],
       setup: 'server-login',
       apps: [
         { name: 'Cisco Secure Client (AnyConnect)', platforms: ['android', 'ios', 'windows', 'macos'] },

@@ -1,5 +1,5 @@
 import { notFound, unavailable } from '../errors';
-import type { ClientEndpoint, ClientUser } from '../plugin/types';
+import type { ClientEndpoint, ClientUser, CustomerFact } from '../plugin/types';
 import { protocolSpec, type ProtocolId } from '../protocols/table';
 import type { ClientConfigOffer, SubscriptionDetail, UserRow } from './user-view';
 
@@ -12,6 +12,8 @@ export interface ClientConfigRenderer {
 export interface ClientConfigRenderers {
   /** The renderer, or why there is none (plugin not loaded there, unavailable…). */
   rendererFor(protocol: ProtocolId, serverId: string): ClientConfigRenderer | { unavailable: string };
+  /** Public values a client needs to trust the protocol's server there (a certificate pin, an IKEv2 identity); none while its plugin is down. */
+  customerFactsOf?(protocol: ProtocolId, serverId: string): Promise<readonly CustomerFact[]>;
 }
 
 export interface RenderedClientConfig {
@@ -38,6 +40,11 @@ export function clientUserOf(row: UserRow, protocol: ProtocolId): ClientUser {
  */
 export class ClientConfigService {
   constructor(private readonly renderers: ClientConfigRenderers) {}
+
+  /** What the subscription page shows beside a server's credentials (from the plugin that runs the protocol there). */
+  async customerFacts(protocol: ProtocolId, serverId: string): Promise<readonly CustomerFact[]> {
+    return (await this.renderers.customerFactsOf?.(protocol, serverId)) ?? [];
+  }
 
   /** The download named `fileName` (`main_udp.ovpn`) of a user whose token checked out. */
   async render(subscription: SubscriptionDetail, fileName: string): Promise<RenderedClientConfig> {

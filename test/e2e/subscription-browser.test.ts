@@ -18,6 +18,9 @@ const AXE = require.resolve('axe-core/axe.min.js');
 const SUPPORT = '@polygate_support';
 /** Set to a directory (e.g. docs/screenshots) to write the screenshots the README shows. */
 const SHOTS = process.env.POLYGATE_SUB_SCREENSHOTS;
+/** Which of the 12 views are photographed (viewport-language-status), and which cards besides. */
+const SHOT_SET = new Set(['phone-fa-active', 'phone-en-limited', 'phone-fa-expired', 'desktop-en-active']);
+const CARD_SHOTS: Record<string, string> = { 'phone-fa-active': 'wireguard', 'desktop-en-active': 'cisco' };
 
 const VIEWPORTS = [
   { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
@@ -35,10 +38,20 @@ const USERS = [
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Decodes what Chromium drew: a screenshot of the element, read by jsQR (independent of the encoder). */
+/**
+ * Decodes what Chromium drew: a screenshot of the element, read by jsQR (independent of the
+ * encoder). A frame caught mid-layout on a loaded machine can fail to read, so the code is
+ * photographed again (at device and at CSS scale) before it counts as unreadable.
+ */
 async function decodeShown(page: Page, selector: string, index: number): Promise<string | null> {
-  const png = PNG.sync.read(await page.locator(selector).nth(index).screenshot());
-  return jsQR(new Uint8ClampedArray(png.data.buffer, png.data.byteOffset, png.data.length), png.width, png.height)?.data ?? null;
+  const element = page.locator(selector).nth(index);
+  await element.scrollIntoViewIfNeeded();
+  for (const scale of ['device', 'css', 'device'] as const) {
+    const png = PNG.sync.read(await element.screenshot({ scale, animations: 'disabled' }));
+    const text = jsQR(new Uint8ClampedArray(png.data.buffer, png.data.byteOffset, png.data.length), png.width, png.height)?.data;
+    if (text) return text;
+  }
+  return null;
 }
 
 /**
@@ -145,12 +158,13 @@ describe('subscription page in headless Chromium', function () {
             for (const [id, card] of running) {
               const section = page.locator(`section.card[data-protocol="${id}"]`);
               expect(await section.isVisible(), `${id} card`).to.equal(true);
-              const values: string[] = [card.username, card.password, card.psk, ...card.servers.map((s: Json) => s.dial), ...(card.links ?? []).map((l: Json) => l.certificate_pin)].filter(
+              const values: string[] = [card.username, card.password, card.psk, ...card.servers.map((s: Json) => s.dial), ...(card.links ?? []).flatMap((l: Json) => (l.facts ?? []).map((fact: Json) => fact.value))].filter(
                 (v): v is string => typeof v === 'string' && v !== '',
               );
               if (id !== 'wireguard') expect(values, `${id} has a username and a password`).to.include.members([card.username, card.password]);
               if (id === 'l2tp') expect(values).to.include(card.psk);
               if (id === 'cisco') expect(values).to.include(f.pin);
+              if (id === 'l2tp') expect(values).to.include('vpn.panel.example.test');
               for (const value of new Set(values)) {
                 const codes = section.locator('code').filter({ hasText: new RegExp(`^${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) });
                 const n = await codes.count();
@@ -211,7 +225,8 @@ describe('subscription page in headless Chromium', function () {
 
             expect(outside, 'requests that left the daemon').to.deep.equal([]);
             expect(problems, 'errors in the page (a CSP violation shows here)').to.deep.equal([]);
-            if (SHOTS && user.status !== 'expired') {
+            const shot = `${vp.name}-${lang.code}-${user.status}`;
+            if (SHOTS && SHOT_SET.has(shot)) {
               // As the customer first sees it: codes folded on a phone, unfolded on a wide screen; configs folded.
               await page.evaluate((open) => {
                 document.querySelectorAll('details.qr-box').forEach((d) => ((d as HTMLDetailsElement).open = open));
@@ -219,7 +234,12 @@ describe('subscription page in headless Chromium', function () {
                 document.querySelectorAll('button.copy .t').forEach((t) => (t.textContent = (t.parentElement as HTMLElement).dataset.label ?? ''));
                 window.scrollTo(0, 0);
               }, vp.name === 'desktop');
-              await page.screenshot({ path: path.join(SHOTS, `subscription-${vp.name}-${lang.code}-${user.status}.png`) });
+              await page.screenshot({ path: path.join(SHOTS, `subscription-${shot}.png`) });
+              const card = CARD_SHOTS[shot];
+              if (card) {
+                if (vp.name === 'phone') await page.locator(`section.card[data-protocol="${card}"] details.qr-box`).first().evaluate((d) => ((d as HTMLDetailsElement).open = true));
+                await page.locator(`section.card[data-protocol="${card}"]`).screenshot({ path: path.join(SHOTS, `subscription-${shot}-${card}.png`) });
+              }
             }
             await page.close();
           });

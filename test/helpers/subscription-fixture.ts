@@ -11,7 +11,8 @@ import { createHarness, type DatabaseKind, type Harness } from './harness';
  * TEST DOUBLES for the plugins (no daemon runs) that declare what the real ones declare: the
  * profile formats, the QR-importable config, and configs rendered by the real plugins' pure
  * renderers (WireGuard's config, ocserv's profile with its certificate pin), so the page shows
- * what it shows in production.
+ * what it shows in production, and the customer facts (certificate pin, IKEv2 identity) the
+ * real ones declare.
  */
 export interface SubscriptionFixture {
   h: Harness;
@@ -30,8 +31,10 @@ export async function createSubscriptionFixture(kind: DatabaseKind = 'sqlite', o
   const h = await createHarness(kind, {}, { protocols: 'none' });
   const registry = h.core.plugins;
   const openvpn = await addScriptedPlugin(registry, 'openvpn', 'main', { clientConfig: { extension: 'ovpn', mediaType: 'application/x-openvpn-profile' } });
-  const l2tp = await addScriptedPlugin(registry, 'l2tp', 'main', { loginless: true });
+  const l2tp = await addScriptedPlugin(registry, 'l2tp', 'main', { loginless: true, clientConfig: { extension: 'sswan', mediaType: 'application/vnd.strongswan.profile' } });
+  l2tp.facts = [{ key: 'ikev2_remote_id', label: 'IKEv2 remote ID (server identity)', value: 'vpn.panel.example.test' }];
   const cisco = await addScriptedPlugin(registry, 'cisco', 'main', { loginless: true, clientConfig: { extension: 'conf', mediaType: 'text/plain' } });
+  cisco.facts = [{ key: 'certificate_pin', label: 'Server certificate pin', value: FIXTURE_PIN }];
   const wireguard = await addScriptedPlugin(registry, 'wireguard', 'main', { loginless: true, clientConfig: { extension: 'conf', mediaType: 'text/plain', qr: true } });
   const server = generateWireGuardKeyPair();
   const psk = generateWireGuardKeyPair().publicKey;

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { formatBytes, LANGUAGES, pickLanguage, type Language } from '../../api/pages/i18n';
 import { en } from '../../api/pages/i18n/en';
 import { fa } from '../../api/pages/i18n/fa';
-import { configValue, PROTOCOL_PRESENTATION } from '../../api/pages/subscription';
+import { PROTOCOL_PRESENTATION } from '../../api/pages/subscription';
 import {
   contactHtml,
   escapeHtml,
@@ -76,7 +76,7 @@ describe('subscription page renderer (pure)', () => {
           protocols: {
             openvpn: { enabled: true, available: true, username: HOSTILE, password: HOSTILE, servers: [server], links: [{ name: HOSTILE, file: HOSTILE, url: `http://x/${HOSTILE}` }] },
             l2tp: { enabled: true, available: true, username: HOSTILE, password: HOSTILE, psk: HOSTILE, servers: [server] },
-            cisco: { enabled: true, available: true, username: HOSTILE, password: HOSTILE, servers: [server], links: [{ name: 'c', file: 'c.conf', url: '/d/c.conf', certificate_pin: HOSTILE }] },
+            cisco: { enabled: true, available: true, username: HOSTILE, password: HOSTILE, servers: [server], links: [{ name: 'c', file: 'c.conf', url: '/d/c.conf', facts: [{ key: 'certificate_pin', label: HOSTILE, value: HOSTILE }, { key: HOSTILE, label: HOSTILE, value: HOSTILE }] }] },
             wireguard: { enabled: true, available: true, address: HOSTILE, public_key: HOSTILE, servers: [server], links: [{ name: 'w', file: 'w.conf', url: '/d/w.conf', config: HOSTILE }] },
           },
         }),
@@ -193,11 +193,5 @@ describe('subscription page renderer (pure)', () => {
     expect(contactHtml('help@example.com')).to.contain('href="mailto:help@example.com"');
     expect(contactHtml('javascript:alert(1)')).to.equal('<bdi dir="ltr">javascript:alert(1)</bdi>');
     expect(contactHtml('پشتیبانی ۲۴ ساعته')).to.not.contain('<a');
-  });
-
-  it('reads key=value lines of a rendered config (the certificate pin)', () => {
-    expect(configValue('# x\nprotocol=anyconnect\nservercert=pin-sha256:abc=\n', 'servercert')).to.equal('pin-sha256:abc=');
-    expect(configValue('# servercert=not-this\n', 'servercert')).to.equal(null);
-    expect(configValue('', 'servercert')).to.equal(null);
   });
 });

@@ -69,6 +69,7 @@ export const en: Language = {
       address: 'Tunnel address',
       public_key: 'Public key',
       certificate_pin: 'Server certificate pin',
+      ikev2_remote_id: 'IKEv2 remote ID (server identity)',
     },
     config: 'Configuration',
     download: (file) => `Download ${file}`,
@@ -87,26 +88,26 @@ export const en: Language = {
     steps: {
       'import-profile': [
         'Install {app} (see the apps below).',
-        "Download your profile below and open it with the app, or scan its QR code with the phone's camera to download it there.",
+        "Download your profile above and open it with the app, or scan its QR code with the phone's camera to download it there.",
         'When the app asks, enter the username and password shown on this card.',
         'Tap Connect.',
       ],
       'scan-config': [
         'Install the {app} app.',
-        'On a phone: tap +, choose “Scan from QR code” and scan a code below. On a computer: download the configuration and choose “Import tunnel(s) from file”.',
+        'On a phone: tap +, choose “Scan from QR code” and scan a code above. On a computer: download the configuration and choose “Import tunnel(s) from file”.',
         'Turn the tunnel on.',
       ],
       'builtin-psk': [
         'Open your device’s VPN settings (Settings → VPN → Add VPN) and choose the type {app}.',
-        'Server: one of the addresses below. Account and password: the username and password on this card. Pre-shared key (“secret”): the PSK on this card.',
+        'Server: one of the addresses above. Account and password: the username and password on this card. Pre-shared key (“secret”): the PSK on this card.',
         'Save, then connect.',
-        'Android 12 and later no longer offer this type: use another method on this page there.',
+        'IKEv2 instead (Android 12 and later no longer offer L2TP): choose the type IKEv2 (username and password, EAP), the same server, username and password, and the IKEv2 remote ID shown with the server’s profile; on Android the strongSwan app imports that profile directly.',
       ],
       'server-login': [
         'Install {app}.',
-        'Add a connection and enter one of the server addresses below.',
+        'Add a connection and enter one of the server addresses above.',
         'Sign in with the username and password shown on this card.',
-        'If the app warns about the server’s certificate, accept it only if it matches the certificate pin below. With openconnect: download the profile and run openconnect --config <file> <server>.',
+        'If the app warns about the server’s certificate, accept it only if it matches the certificate pin above. With openconnect: download the profile and run openconnect --config <file> <server>.',
       ],
     },
 
