@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Transaction } from 'sequelize';
 import type { CoreContext } from '../context';
-import { NodeRecord, SubAdmin } from '../db';
+import { insertBound, NodeRecord, SubAdmin } from '../db';
 import type { ResellerFacts, UserFacts } from '../enforcement/policy';
 import { loadFacts, loadResellers } from '../enforcement/user-facts';
 import { deriveStatus, GiB, resellerOverQuota, userOverLimit } from '../services/user-status';
@@ -239,16 +239,13 @@ export class WebhookDetector {
   }
 
   private async write(writes: StateWrite[], events: PendingEvent[], now: Date, transaction: Transaction): Promise<number> {
-    for (const w of writes) {
-      if ('remove' in w) {
-        await WebhookState.destroy({ where: { subject: w.subject }, transaction });
-      } else {
-        await WebhookState.upsert(
-          { subject: w.subject, kind: w.kind, ref_id: w.refId, name: w.name, owner_id: w.ownerId, state: JSON.stringify(w.state), updated_at: now },
-          { transaction },
-        );
-      }
-    }
+    // Replaced in bulk: a baseline pass over 100k users must not hold the write gate for 100k statements.
+    const subjects = writes.map((w) => w.subject);
+    for (let i = 0; i < subjects.length; i += 500) await WebhookState.destroy({ where: { subject: subjects.slice(i, i + 500) }, transaction });
+    const rows = writes.flatMap((w) =>
+      'remove' in w ? [] : [{ subject: w.subject, kind: w.kind, ref_id: w.refId, name: w.name, owner_id: w.ownerId, state: JSON.stringify(w.state), updated_at: now }],
+    );
+    await insertBound(WebhookState, rows, { transaction });
     if (events.length === 0) return 0;
     const endpoints = await WebhookEndpoint.findAll({ where: { enabled: true }, raw: true, transaction });
     let queued = 0;

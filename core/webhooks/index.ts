@@ -110,7 +110,8 @@ export class WebhookEngine {
     this.serially(async () => {
       this.scheduled = false;
       if (!this.active) return;
-      const scope = this.pendingAll ? ('all' as const) : { usernames: this.pendingNames };
+      // Past a few thousand names one full read is cheaper than IN lists (and stays under bind limits).
+      const scope = this.pendingAll || this.pendingNames.size > 5000 ? ('all' as const) : { usernames: this.pendingNames };
       this.pendingAll = false;
       this.pendingNames = new Set();
       const queued = await this.detector.pass(scope);

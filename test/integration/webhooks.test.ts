@@ -12,6 +12,7 @@ import { MAIN_ADMIN } from '../../core/principal';
 import { verifySignature, type WebhookOptions } from '../../core/webhooks';
 import { WebhookDelivery } from '../../core/webhooks/models';
 import { createHarness, forEachDatabase, type DatabaseKind, type Harness } from '../helpers/harness';
+import { until } from '../helpers/vpn-lab';
 
 /**
  * Webhooks end to end: real state changes (users created over the API, traffic counted by the
@@ -72,14 +73,7 @@ class Receiver {
   }
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitUntil = (what: string, check: () => boolean | Promise<boolean>) => until(check, what, 10_000, 10);
 
 function suite(kind: DatabaseKind) {
   describe(`webhooks [${kind}]`, function () {
@@ -120,7 +114,7 @@ function suite(kind: DatabaseKind) {
     it('signs every request: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>"), with event and delivery headers', async () => {
       await addWebhook({ url: rx.url, secret });
       await mkUser('alice');
-      await until('user.created', () => rx.delivered().length === 1);
+      await waitUntil('user.created', () => rx.delivered().length === 1);
       const r = rx.delivered()[0]!;
       expect(r.body.type).to.equal('user.created');
       expect(r.body.id).to.match(/^evt_[0-9a-f]{24}$/);
@@ -140,11 +134,11 @@ function suite(kind: DatabaseKind) {
       rx.answer = () => (failures-- > 0 ? 500 : 200);
       const { webhook } = await addWebhook({ url: rx.url, secret });
       await mkUser('alice');
-      await until('delivered after retries', () => rx.delivered().length === 1);
+      await waitUntil('delivered after retries', () => rx.delivered().length === 1);
       expect(rx.requests.map((r) => r.answered)).to.deep.equal([500, 500, 500, 200]);
       expect(new Set(rx.requests.map((r) => r.raw)).size, 'every attempt sends the same body').to.equal(1);
       for (const r of rx.requests) expect(verifySignature(secret, r.raw, r.headers['x-polygate-signature'] as string, Math.floor(Date.now() / 1000))).to.equal(true);
-      await until('recorded', async () => (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0]?.status === 'delivered');
+      await waitUntil('recorded', async () => (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0]?.status === 'delivered');
       const res = await api('get', `/webhooks/${webhook.id}/deliveries`);
       expect(res.body.deliveries[0]).to.include({ type: 'user.created', status: 'delivered', attempts: 4, last_status_code: 200, last_error: null });
       const list = await api('get', '/webhooks');
@@ -157,7 +151,7 @@ function suite(kind: DatabaseKind) {
       await mkUser('alice', { data_limit: 1, data_limit_unit: 'MB' });
       traffic('alice', await limitOf('alice'));
       await tick();
-      await until('the limited event after the given-up one', () => rx.delivered().length > 0);
+      await waitUntil('the limited event after the given-up one', () => rx.delivered().length > 0);
       expect(rx.requests.filter((r) => r.body.type === 'user.created')).to.have.length(FAST.maxAttempts!);
       const firstLater = rx.requests.findIndex((r) => r.body.type !== 'user.created');
       expect(firstLater, 'nothing later for alice was sent before user.created was given up').to.equal(FAST.maxAttempts);
@@ -180,12 +174,12 @@ function suite(kind: DatabaseKind) {
       h.plugins.openvpn!.set({ key: 'c-alice', username: 'alice', rx: limit, tx: 0 }, { key: 'c-bob', username: 'bob', rx: limit, tx: 0 });
       await tick();
       const sequence = ['user.created', 'user.usage_reached', 'user.usage_reached', 'user.limited'];
-      await until("bob's events while alice's first is still retried", () => rx.types('bob').length === sequence.length);
+      await waitUntil("bob's events while alice's first is still retried", () => rx.types('bob').length === sequence.length);
       expect(rx.types('bob')).to.deep.equal(sequence);
       const aliceTried = new Set(rx.requests.filter((r) => r.body.data.username === 'alice').map((r) => r.body.type));
       expect([...aliceTried], "only alice's first event was tried so far").to.deep.equal(['user.created']);
       holdAlice = false;
-      await until("alice's events", () => rx.types('alice').length === sequence.length);
+      await waitUntil("alice's events", () => rx.types('alice').length === sequence.length);
       expect(rx.types('alice')).to.deep.equal(sequence);
     });
 
@@ -204,7 +198,7 @@ function suite(kind: DatabaseKind) {
       await tick();
       await tick();
       await h.core.webhooks.sweep();
-      await until('three events', () => rx.delivered().length >= 3);
+      await waitUntil('three events', () => rx.delivered().length >= 3);
       expect(rx.delivered().map((r) => [r.body.type, r.body.data.percent ?? r.body.data.reason])).to.deep.equal([
         ['user.usage_reached', 80],
         ['user.usage_reached', 90],
@@ -217,7 +211,7 @@ function suite(kind: DatabaseKind) {
       await tick();
       h.plugins.openvpn!.set({ key: 'c-alice-2', username: 'alice', rx: limit, tx: 0, connectedAt: 1_700_000_900 });
       await tick();
-      await until('the second period', () => rx.delivered().length === 5);
+      await waitUntil('the second period', () => rx.delivered().length === 5);
       expect(rx.types().slice(3)).to.deep.equal(['user.usage_reached', 'user.limited']);
       expect(rx.delivered()[3]!.body.data.percent, 'one event for the highest threshold crossed at once').to.equal(90);
       expect(new Set(rx.delivered().map((r) => r.body.id)).size, 'every occurrence has its own id').to.equal(5);
@@ -240,7 +234,7 @@ function suite(kind: DatabaseKind) {
       const del = await api('delete', '/users/alice');
       expect(del.status, JSON.stringify(del.body)).to.equal(200);
       await settle();
-      await until('five events', () => rx.delivered().length >= 5);
+      await waitUntil('five events', () => rx.delivered().length >= 5);
       await h.core.webhooks.sweep();
       expect(rx.delivered().map((r) => [r.body.type, r.body.data.days ?? null])).to.deep.equal([
         ['user.created', null],
@@ -279,8 +273,8 @@ function suite(kind: DatabaseKind) {
         h.plugins.openvpn!.set({ key: 'c1', username: 'shop_user', rx: 1024 ** 3 + 1, tx: 0 });
         await tick();
         await h.core.webhooks.sweep();
-        await until('the reseller receiver', () => mine.delivered().length === 3);
-        await until('the global receiver', () => rx.delivered().length === 4);
+        await waitUntil('the reseller receiver', () => mine.delivered().length === 3);
+        await waitUntil('the global receiver', () => rx.delivered().length === 4);
         // Different subjects (the reseller, its user) are not ordered against each other.
         expect(mine.types().sort()).to.deep.equal(['reseller.quota_reached', 'user.created', 'user.limited']);
         const quota = mine.delivered().find((r) => r.body.type === 'reseller.quota_reached')!.body.data;
@@ -307,7 +301,7 @@ function suite(kind: DatabaseKind) {
       await node.update({ status: 'active', status_message: null });
       h.core.ctx.events.emit('nodes.changed', { nodeId: node.id });
       await settle();
-      await until('both', () => rx.delivered().length === 2);
+      await waitUntil('both', () => rx.delivered().length === 2);
       expect(rx.delivered().map((r) => [r.body.type, r.body.data.node_id])).to.deep.equal([
         ['node.offline', node.id],
         ['node.online', node.id],
@@ -321,7 +315,7 @@ function suite(kind: DatabaseKind) {
         Object.assign(h.core.webhooks.options, { maxAttempts: 2 });
         const { webhook } = await addWebhook({ url: rx.url, secret });
         await mkUser('alice');
-        await until('given up', async () => (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0]?.status === 'failed');
+        await waitUntil('given up', async () => (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0]?.status === 'failed');
         expect(elsewhere.requests).to.have.length(0);
         const d = (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0];
         expect(d).to.include({ attempts: 2, last_status_code: 302, last_error: 'redirect (302) not followed' });
@@ -337,7 +331,7 @@ function suite(kind: DatabaseKind) {
         rx.answer = () => (failures-- > 0 ? 500 : 200);
         await addWebhook({ url: rx.url, secret });
         await mkUser('alice');
-        await until('delivered', () => rx.delivered().length === 1);
+        await waitUntil('delivered', () => rx.delivered().length === 1);
         await settle();
       } finally {
         logs.stop();
@@ -355,7 +349,7 @@ function suite(kind: DatabaseKind) {
       const { webhook } = await addWebhook({ url: rx.url, secret });
       await h.core.webhooks.sweep();
       await mkUser('new_user');
-      await until('new_user', () => rx.delivered().length === 1);
+      await waitUntil('new_user', () => rx.delivered().length === 1);
       await h.core.webhooks.sweep();
       expect(rx.types()).to.deep.equal(['user.created']);
       expect(rx.delivered()[0]!.body.data.username).to.equal('new_user');
@@ -396,13 +390,13 @@ describe('webhooks across a restart of the core [sqlite file]', function () {
     try {
       await core.services.webhooks.create(MAIN_ADMIN, { url: rx.url, secret });
       await core.services.users.create(MAIN_ADMIN, { username: 'first' } as never);
-      await until('first delivered', () => rx.delivered().length === 1);
+      await waitUntil('first delivered', () => rx.delivered().length === 1);
       await core.webhooks.settle();
       // The receiver is down (answers 503) while the second user's event is queued.
       rx.answer = () => 503;
       Object.assign(core.webhooks.options, { retryBaseMs: 60_000, retryMaxMs: 60_000 });
       await core.services.users.create(MAIN_ADMIN, { username: 'second' } as never);
-      await until('second tried once', () => rx.requests.length === 2);
+      await waitUntil('second tried once', () => rx.requests.length === 2);
       await core.webhooks.settle();
     } finally {
       await core.close();
@@ -415,7 +409,7 @@ describe('webhooks across a restart of the core [sqlite file]', function () {
       // A restarted daemon starts from the stored schedule: move the retry due now, as time would.
       await WebhookDelivery.update({ next_attempt_at: new Date(0) }, { where: { status: 'pending' } });
       core.webhooks.deliverer.wake();
-      await until('second delivered after the restart', () => rx.delivered().length === 2);
+      await waitUntil('second delivered after the restart', () => rx.delivered().length === 2);
       await core.webhooks.sweep();
       await core.webhooks.settle();
       expect(rx.delivered().map((r) => r.body.data.username)).to.deep.equal(['first', 'second']);
@@ -439,7 +433,7 @@ describe('webhooks across a restart of the core [sqlite file]', function () {
     }
     core = await open();
     try {
-      await until('while_down announced', () => rx.delivered().length === before + 1);
+      await waitUntil('while_down announced', () => rx.delivered().length === before + 1);
       await core.webhooks.sweep();
       await core.webhooks.settle();
       expect(rx.delivered().slice(before).map((r) => [r.body.type, r.body.data.username])).to.deep.equal([['user.created', 'while_down']]);
