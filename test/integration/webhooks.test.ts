@@ -289,8 +289,8 @@ function suite(kind: DatabaseKind) {
     });
 
     it('node.offline and node.online when a node row changes status (announced by nodes.changed)', async () => {
-      // No code path sets a node offline yet (node health checks are not implemented): the
-      // test sets the row as such a check would, and announces it the way services do.
+      // The row changes as the node health check changes it (no SSH node here), announced the
+      // way the services announce it.
       const node = await NodeRecord.create({ name: 'Node A', ip_address: '192.0.2.30', status: 'active' });
       h.core.ctx.events.emit('nodes.changed', { nodeId: node.id });
       await addWebhook({ url: rx.url, secret, events: ['node.offline', 'node.online'] });
