@@ -139,7 +139,7 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
       });
 
       if (kind === 'postgres') {
-        it('refuses to restore into a PostgreSQL database another daemon uses, even from a data dir of its own', async () => {
+        it('refuses to restore into a PostgreSQL database another daemon uses (even from a data dir of its own); once stopped, replaces it only with --force', async () => {
           source = await newPanel(kind);
           daemon = await startPanel(source);
           const archive = path.join(mkdtempSync(path.join(os.tmpdir(), 'pg-bk-out-')), 'panel.tar.gz');
@@ -151,6 +151,19 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
           const r = await runCliProcess(['--config', target.configFile, 'restore', archive, '--force']);
           expect(r.code, r.stderr).to.equal(4);
           expect(r.stderr).to.match(/other session\(s\) are connected/);
+          const key = daemon.core.generatedAdminKey!;
+          expect((await api(daemon.url, 'POST', '/api/v1/users', key, { username: 'after-backup' })).status).to.equal(200);
+          await daemon.stop();
+          daemon = null;
+          // Stopped: a database that holds a panel is replaced only with --force (pg_restore --clean).
+          const plain = await runCliProcess(['--config', target.configFile, 'restore', archive]);
+          expect(plain.code, plain.stderr).to.equal(4);
+          expect(plain.stderr).to.match(/PostgreSQL database already holds a panel; run restore with --force/);
+          const forced = await runCliProcess(['--config', target.configFile, 'restore', archive, '--force']);
+          expect(forced.code, forced.stderr).to.equal(0);
+          daemon = await startPanel(target);
+          const names = await userNames(daemon.url, key);
+          expect(names, 'the database is back to the backup').to.not.include('after-backup');
         });
       }
     });
@@ -220,8 +233,8 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
 
     it('refuses to restore onto the data dir of a running daemon, even with --force', async () => {
       const before = readFileSync(path.join(panel.dataDir, 'secret.key'));
-      for (const args of [[], ['--force']]) {
-        const r = await runCliProcess(['--config', panel.configFile, 'restore', archive, ...args]);
+      const runs = await Promise.all([[], ['--force']].map((args) => runCliProcess(['--config', panel.configFile, 'restore', archive, ...args])));
+      for (const r of runs) {
         expect(r.code, r.stderr).to.equal(4);
         expect(r.stderr).to.match(/is running on .*stop it/);
       }

@@ -28,7 +28,7 @@ describe('the polygate CLI', function () {
     it('status: running, its version, user count and every component; --json for scripts', async () => {
       const key = daemon.core.generatedAdminKey!;
       for (const username of ['s-one', 's-two']) expect((await api(daemon.url, 'POST', '/api/v1/users', key, { username })).status).to.equal(200);
-      const r = await runCliProcess(['--config', panel.configFile, 'status', '--json']);
+      const [r, text] = await Promise.all([runCliProcess(['--config', panel.configFile, 'status', '--json']), runCliProcess(['--config', panel.configFile, 'status'])]);
       expect(r.code, r.stderr).to.equal(0);
       const s = JSON.parse(r.stdout) as { running: boolean; version: string; users: number; url: string; pid: number; components: Record<string, { state: string }> };
       expect(s.running).to.equal(true);
@@ -37,7 +37,6 @@ describe('the polygate CLI', function () {
       expect(s.url).to.equal(daemon.url);
       expect(s.pid).to.equal(process.pid);
       expect(s.components).to.have.property('firewall');
-      const text = await runCliProcess(['--config', panel.configFile, 'status']);
       expect(text.stdout).to.match(new RegExp(`polygate ${version} is running .* on ${daemon.url.replace(/[.]/g, '\\.')}`));
       expect(text.stdout).to.match(/users: 2/);
     });
@@ -92,15 +91,19 @@ describe('the polygate CLI', function () {
   });
 
   it('errors name what to do, with the documented exit codes (usage 2, no panel 2, help lists the codes)', async () => {
-    const help = await runCliProcess(['--help']);
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'pg-cli-empty-'));
+    // Independent processes: run side by side.
+    const [help, unknown, bad, none] = await Promise.all([
+      runCliProcess(['--help']),
+      runCliProcess(['no-such-command']),
+      runCliProcess(['status'], { POLYGATE_PORT: 'eighty' }),
+      runCliProcess(['--data-dir', path.join(empty, 'nothing'), 'backup', path.join(empty, 'b.tar.gz')]),
+    ]);
     expect(help.code).to.equal(0);
     expect(help.stdout).to.match(/Exit codes:[\s\S]*4 {2}refused[\s\S]*5 {2}the backup archive/);
-    expect((await runCliProcess(['no-such-command'])).code).to.equal(2);
-    const bad = await runCliProcess(['status'], { POLYGATE_PORT: 'eighty' });
+    expect(unknown.code).to.equal(2);
     expect(bad.code).to.equal(2);
     expect(bad.stderr).to.match(/POLYGATE_PORT/);
-    const empty = mkdtempSync(path.join(os.tmpdir(), 'pg-cli-empty-'));
-    const none = await runCliProcess(['--data-dir', path.join(empty, 'nothing'), 'backup', path.join(empty, 'b.tar.gz')]);
     expect(none.code).to.equal(2);
     expect(none.stderr).to.match(/no panel database .* POLYGATE_DATA_DIR/);
     expect(existsSync(path.join(empty, 'nothing')), 'nothing created').to.equal(false);
