@@ -20,7 +20,7 @@ const SUPPORT = '@polygate_support';
 const SHOTS = process.env.POLYGATE_SUB_SCREENSHOTS;
 /** Which of the 12 views are photographed (viewport-language-status), and which cards besides. */
 const SHOT_SET = new Set(['phone-fa-active', 'phone-en-limited', 'phone-fa-expired', 'desktop-en-active']);
-const CARD_SHOTS: Record<string, string> = { 'phone-fa-active': 'wireguard', 'desktop-en-active': 'cisco' };
+const CARD_SHOTS: Record<string, string> = { 'phone-fa-active': 'wireguard', 'desktop-en-active': 'l2tp' };
 
 const VIEWPORTS = [
   { name: 'phone', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 },
