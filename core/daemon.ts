@@ -123,7 +123,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   ];
 
   // Protocol plugins on the main server, kept in line with the database by the reconciler.
-  const protocols = await startProtocols(core, { host: new LocalHost(), plugins: config.plugins });
+  const protocols = await startProtocols(core, { host: new LocalHost(), plugins: config.plugins, pluginConfig: config.pluginConfig });
   syncFirewall();
 
   // Accounting + enforcement tick loop over every registered plugin.

@@ -41,6 +41,11 @@ const schema = z.object({
     .string()
     .default(PROTOCOLS[0]!.pluginName)
     .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p && !NO_PLUGINS.has(p.toLowerCase()))),
+  /**
+   * Each plugin's own settings by plugin name (`{"ocserv": {"dns": ["1.1.1.1"]}}`), checked by
+   * the plugin's schema; only from POLYGATE_CONFIG_FILE (nested values do not fit a variable).
+   */
+  pluginConfig: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   /** Whether the daemon may touch nftables (needs root and nft). */
   firewall: z.enum(['auto', 'off']).default('auto'),
   /** Whether to also listen on each reseller's panel/subscription ports. */

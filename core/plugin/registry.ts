@@ -66,6 +66,8 @@ export interface AddPluginOptions {
   stateDir?: string;
   /** IPv4 pool of client addresses; default the protocol table's. */
   clientPool?: string;
+  /** The address customers dial for this server; default the main server's public host on main. */
+  publicHost?: string;
 }
 
 export interface PluginRegistryOptions {
@@ -162,6 +164,7 @@ export class PluginRegistry {
         logger: pluginLogger,
         clock: this.ctx.clock,
         serverId: options.serverId,
+        publicHost: options.publicHost ?? (options.serverId === MAIN_SERVER_ID ? this.ctx.config.publicHostResolved : undefined),
         clientPool: options.clientPool ?? protocolSpec(protocol).defaultClientPool,
         stateDir: options.stateDir ?? path.join(this.ctx.config.dataDir, 'plugins', protocol),
         pki: this.pki,

@@ -154,6 +154,11 @@ export interface PluginContext<Config> {
   clock: PluginClock;
   /** The server this instance runs for: `main`, `node_3`. */
   serverId: string;
+  /**
+   * The address customers dial for this server (main: POLYGATE_PUBLIC_HOST or the public
+   * URL's host; a node: its address), for server certificates and identities.
+   */
+  publicHost?: string;
   /** Directory on the host where the plugin keeps its files. */
   stateDir: string;
   /** IPv4 CIDR its clients' addresses come from (the protocol table's, or the operator's setting); the server masquerades it. */

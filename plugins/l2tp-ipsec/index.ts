@@ -206,7 +206,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   private readonly ended: EndedRecordFolder;
 
   constructor(private readonly ctx: PluginContext<L2tpConfig>) {
-    this.config = ctx.config;
+    // The operator's publicHost wins; else the address core knows customers dial.
+    this.config = { ...ctx.config, publicHost: ctx.config.publicHost ?? ctx.publicHost };
     this.serverId = ctx.serverId;
     const stateDir = assertSafePath(ctx.stateDir, 'l2tp state directory');
     for (const d of this.config.dns) assertIp(d, 'dns');

@@ -168,7 +168,8 @@ export class OcservPlugin implements ProtocolPluginInstance {
   private folding: Promise<void> = Promise.resolve();
 
   constructor(private readonly ctx: PluginContext<OcservConfig>) {
-    this.config = ctx.config;
+    // The operator's publicHost wins; else the address core knows customers dial.
+    this.config = { ...ctx.config, publicHost: ctx.config.publicHost ?? ctx.publicHost };
     this.serverId = ctx.serverId;
     const stateDir = assertSafePath(ctx.stateDir, 'ocserv state directory');
     const pool = parseIpv4Subnet(ctx.clientPool, 'clientPool');

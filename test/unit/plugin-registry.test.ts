@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { z } from 'zod';
@@ -128,5 +130,26 @@ describe('plugin registry', () => {
     main!.available = { available: false, reason: 'ocserv is not installed' };
     await r.refreshAvailability();
     expect(await r.customerFactsOf('cisco', 'main')).to.deep.equal([]);
+  });
+
+  it('plugins learn the address customers dial: main\'s public host by default, a node\'s from core; their own settings from the config file', async () => {
+    const { registry: r } = registry();
+    let main: import('../fakes/scripted-plugin').ScriptedPlugin | undefined;
+    let node: import('../fakes/scripted-plugin').ScriptedPlugin | undefined;
+    await r.add(scriptedPluginDefinition('cisco', (p) => (main = p)), at('main'));
+    await r.add(scriptedPluginDefinition('cisco', (p) => (node = p)), { ...at('node_4'), publicHost: '198.51.100.4' });
+    expect(main!.ctx.publicHost).to.equal(loadConfig({ POLYGATE_DATA_DIR: '/nonexistent-polygate-test' }).publicHostResolved);
+    expect(node!.ctx.publicHost).to.equal('198.51.100.4');
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'pg-plugin-config-'));
+    try {
+      const file = path.join(dir, 'polygate.json');
+      writeFileSync(file, JSON.stringify({ pluginConfig: { ocserv: { dns: ['10.12.0.1'] } } }));
+      expect(loadConfig({ POLYGATE_CONFIG_FILE: file }).pluginConfig).to.deep.equal({ ocserv: { dns: ['10.12.0.1'] } });
+      writeFileSync(file, JSON.stringify({ pluginConfig: { ocserv: 'dns=1.1.1.1' } }));
+      expect(() => loadConfig({ POLYGATE_CONFIG_FILE: file })).to.throw(/pluginConfig/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
