@@ -101,7 +101,7 @@ export const en: Language = {
         'Open your device’s VPN settings (Settings → VPN → Add VPN) and choose the type {app}.',
         'Server: one of the addresses above. Account and password: the username and password on this card. Pre-shared key (“secret”): the PSK on this card.',
         'Save, then connect.',
-        'IKEv2 instead (Android 12 and later no longer offer L2TP): choose the type IKEv2 (username and password, EAP), the same server, username and password, and the IKEv2 remote ID shown with the server’s profile; on Android the strongSwan app imports that profile directly.',
+        'IKEv2 instead (Android 12 and later no longer offer {name}): choose the type IKEv2 (username and password, EAP), the same server, username and password, and the IKEv2 remote ID shown with the server’s profile; on Android the strongSwan app imports that profile directly.',
       ],
       'server-login': [
         'Install {app}.',
