@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import {
+  EndedRecordFolder,
   assertCommonName,
   assertHost,
   assertIp,
@@ -43,7 +44,6 @@ import {
   renderPasswordFile,
   renderPerUserConfig,
   renderServerConfig,
-  type EndedRecord,
 } from './render';
 
 export { sha512Crypt, sha512CryptMatches } from './crypt';
@@ -164,8 +164,7 @@ export class OcservPlugin implements ProtocolPluginInstance {
   private pin: string | undefined;
   /** hash → the password it was checked or made for, so an unchanged user costs no hashing. */
   private readonly hashOf = new Map<string, string>();
-  private reported: Set<string> | undefined;
-  private folding: Promise<void> = Promise.resolve();
+  private readonly endedRecords: EndedRecordFolder;
 
   constructor(private readonly ctx: PluginContext<OcservConfig>) {
     // The operator's publicHost wins; else the address core knows customers dial.
@@ -196,6 +195,21 @@ export class OcservPlugin implements ProtocolPluginInstance {
       key: this.config.keyPath ? assertSafePath(this.config.keyPath, 'keyPath') : p('pki', 'server.key'),
     };
     if (Buffer.byteLength(this.paths.socket) > MAX_SOCKET_PATH) throw invalid(`socket path ${this.paths.socket} is too long; use a shorter state directory`);
+    this.endedRecords = new EndedRecordFolder({
+      host: ctx.host,
+      dir: this.paths.ended,
+      reportedPath: this.paths.reported,
+      isRecord: (name) => ENDED_RECORD_RE.test(name),
+      parse: (_name, text) => {
+        const r = parseEndedRecord(text);
+        if (!r) return null;
+        const session = { sessionKey: `${this.serverId}:${r.runId}:${r.id}`, username: r.username, protocol: 'cisco' as const, serverId: this.serverId, remoteAddress: r.remoteAddress, connectedAt: 0, rxBytes: r.rxBytes, txBytes: r.txBytes };
+        return { session, reason: r.reason || 'disconnected' };
+      },
+      report: (ended) => ctx.sessionEnded(ended),
+      logger: ctx.logger,
+      timeoutMs: this.config.commandTimeoutMs,
+    });
   }
 
   async availability(): Promise<Availability> {
@@ -514,75 +528,11 @@ export class OcservPlugin implements ProtocolPluginInstance {
     for (const s of sessions) if (match(s)) await this.disconnectId(s.id);
   }
 
-  /** Reports the disconnect records not reported yet, one call at a time. */
+  /** Reports the disconnect records not reported yet, exactly once (see `EndedRecordFolder`). */
   private foldEnded(): Promise<void> {
-    const next = this.folding.then(() => this.foldOnce());
-    this.folding = next.catch(() => undefined);
-    return next;
+    return this.endedRecords.fold();
   }
 
-  /**
-   * Each record is reported once: its name is added to the durable "reported" list before
-   * `ctx.sessionEnded` is called (core journals it at once), and the record is removed after;
-   * names whose records are gone leave the list. A panel restart before a record was folded
-   * reports it on the next poll; one after never reports it twice.
-   */
-  private async foldOnce(): Promise<void> {
-    const { host } = this.ctx;
-    if (this.reported === undefined) {
-      const text = (await host.readFile(this.paths.reported).catch(() => Buffer.from('[]'))).toString('utf8');
-      try {
-        const list = JSON.parse(text) as unknown;
-        this.reported = new Set(Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string' && ENDED_RECORD_RE.test(n)) : []);
-      } catch {
-        this.reported = new Set();
-      }
-    }
-    const names = await this.listRecords();
-    const fresh: Array<{ name: string; record: EndedRecord }> = [];
-    for (const name of names) {
-      if (this.reported.has(name)) continue;
-      const text = (await host.readFile(path.posix.join(this.paths.ended, name)).catch(() => null))?.toString('utf8');
-      const record = text === undefined ? null : parseEndedRecord(text);
-      if (!record) {
-        this.ctx.logger.warn({ name }, 'ignoring an unreadable ocserv disconnect record');
-        await host.remove(path.posix.join(this.paths.ended, name));
-        continue;
-      }
-      fresh.push({ name, record });
-    }
-    const present = new Set(names);
-    const stale = [...this.reported].filter((n) => !present.has(n));
-    if (!fresh.length && !stale.length) return;
-    for (const n of stale) this.reported.delete(n);
-    for (const f of fresh) this.reported.add(f.name);
-    await host.writeFileAtomic(this.paths.reported, JSON.stringify([...this.reported]), 0o600);
-    for (const { record: r } of fresh) {
-      this.ctx.sessionEnded({
-        session: {
-          sessionKey: `${this.serverId}:${r.runId}:${r.id}`,
-          username: r.username,
-          protocol: 'cisco',
-          serverId: this.serverId,
-          remoteAddress: r.remoteAddress,
-          connectedAt: 0,
-          rxBytes: r.rxBytes,
-          txBytes: r.txBytes,
-        },
-        reason: r.reason || 'disconnected',
-      });
-    }
-    for (const f of fresh) await host.remove(path.posix.join(this.paths.ended, f.name));
-  }
-
-  private async listRecords(): Promise<string[]> {
-    const r = await this.ctx.host.run(['find', this.paths.ended, '-maxdepth', '1', '-type', 'f', '-name', '*.rec', '-printf', '%f\\n'], { timeoutMs: this.config.commandTimeoutMs });
-    if (r.code !== 0) throw unavailable(`listing ${this.paths.ended} on ${this.ctx.host.id} failed: ${r.stderr.trim().slice(0, 200)}`);
-    return r.stdout
-      .split('\n')
-      .filter((n) => ENDED_RECORD_RE.test(n))
-      .sort();
-  }
 }
 
 function dedupe<T extends { host: string; port: number }>(list: readonly T[]): T[] {
