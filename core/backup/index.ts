@@ -368,42 +368,75 @@ export async function restoreBackup(config: Config, file: string, options: Resto
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     // Restored files belong to whoever owns the data dir (the daemon's user), not to root running restore.
     const owner = existsSync(dataDir) ? await fs.stat(dataDir) : null;
+    // What was moved, so a failed restore can put it back.
+    const undo: (() => Promise<void>)[] = [];
     if (existsSync(dataDir) && (await fs.readdir(dataDir)).length > 0) {
       const aside = `${dataDir}.before-restore-${stamp}`;
-      await moveAside(dataDir, aside);
+      const how = await moveAside(dataDir, aside);
       movedAside.push(aside);
+      undo.push(async () => {
+        if (how === 'renamed') {
+          await fs.rm(dataDir, { recursive: true, force: true });
+          await fs.rename(aside, dataDir);
+        } else {
+          for (const name of await fs.readdir(dataDir)) await fs.rm(path.join(dataDir, name), { recursive: true, force: true });
+          for (const name of await fs.readdir(aside)) await fs.rename(path.join(aside, name), path.join(dataDir, name));
+          await fs.rmdir(aside);
+        }
+      });
+    } else {
+      undo.push(async () => {
+        if (!owner) await fs.rm(dataDir, { recursive: true, force: true });
+        else for (const name of await fs.readdir(dataDir)) await fs.rm(path.join(dataDir, name), { recursive: true, force: true });
+      });
     }
     if (sqliteFile && !isInside(sqliteFile, dataDir)) {
       for (const suffix of ['', '-wal', '-shm', '-journal']) {
         // A WAL left beside a replaced database would be replayed into it.
-        if (existsSync(`${sqliteFile}${suffix}`)) {
-          await fs.rename(`${sqliteFile}${suffix}`, `${sqliteFile}${suffix}.before-restore-${stamp}`);
-          if (suffix === '') movedAside.push(`${sqliteFile}.before-restore-${stamp}`);
+        const file = `${sqliteFile}${suffix}`;
+        if (existsSync(file)) {
+          await fs.rename(file, `${file}.before-restore-${stamp}`);
+          if (suffix === '') movedAside.push(`${file}.before-restore-${stamp}`);
+          undo.push(() => fs.rename(`${file}.before-restore-${stamp}`, file));
+        } else if (suffix === '') {
+          undo.push(() => removeIfThere(file));
         }
       }
     }
-    await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-    await fs.chmod(dataDir, 0o700);
+    const placeAll = async (): Promise<void> => {
+      await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+      await fs.chmod(dataDir, 0o700);
 
-    const total = manifest.files.length;
-    let done = 0;
-    for (const f of manifest.files) {
-      progress(done, total, `restore ${f.path}`);
-      const from = path.join(dir, f.path);
-      if (f.path === manifest.database.file) {
-        if (sqliteFile) await placeFile(from, sqliteFile, 0o600);
-        else await restorePostgres(config.databaseUrlResolved, from);
-      } else {
-        const rel = f.path.slice('data/'.length);
-        const dest = path.join(dataDir, ...rel.split('/'));
-        if (!isInside(dest, dataDir)) throw new BackupError(`refusing to write ${f.path} outside the data dir`, 'invalid_archive');
-        await placeFile(from, dest, f.mode & 0o700 || 0o600);
+      const total = manifest.files.length;
+      let done = 0;
+      for (const f of manifest.files) {
+        progress(done, total, `restore ${f.path}`);
+        const from = path.join(dir, f.path);
+        if (f.path === manifest.database.file) {
+          if (sqliteFile) await placeFile(from, sqliteFile, 0o600);
+          else await restorePostgres(config.databaseUrlResolved, from);
+        } else {
+          const rel = f.path.slice('data/'.length);
+          const dest = path.join(dataDir, ...rel.split('/'));
+          if (!isInside(dest, dataDir)) throw new BackupError(`refusing to write ${f.path} outside the data dir`, 'invalid_archive');
+          await placeFile(from, dest, f.mode & 0o700 || 0o600);
+        }
+        progress(++done, total, `restore ${f.path}`);
       }
-      progress(++done, total, `restore ${f.path}`);
-    }
-    if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
-      await chownTree(dataDir, owner.uid, owner.gid);
-      if (sqliteFile && !isInside(sqliteFile, dataDir)) await fs.chown(sqliteFile, owner.uid, owner.gid);
+      if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+        await chownTree(dataDir, owner.uid, owner.gid);
+        if (sqliteFile && !isInside(sqliteFile, dataDir)) await fs.chown(sqliteFile, owner.uid, owner.gid);
+      }
+    };
+    try {
+      await placeAll();
+    } catch (e) {
+      try {
+        for (const step of undo.reverse()) await step();
+      } catch (undoErr) {
+        throw new BackupError(`${(e as Error).message}; putting the previous data back failed too (${(undoErr as Error).message}): it is kept in ${movedAside.join(', ') || 'nowhere (there was none)'}`, 'failed');
+      }
+      throw new BackupError(`restore failed and was undone (the data dir is as it was): ${(e as Error).message}`, e instanceof BackupError ? e.kind : 'failed');
     }
     return { manifest, movedAside };
   } finally {
@@ -411,17 +444,27 @@ export async function restoreBackup(config: Config, file: string, options: Resto
   }
 }
 
+/** Removes `file` if a restore got as far as placing it (a path that cannot exist is not an error). */
+async function removeIfThere(file: string): Promise<void> {
+  try {
+    await fs.rm(file, { force: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
+  }
+}
+
 /** Renames `dir` to `aside`; a data dir that cannot be renamed (a mount point) keeps its place and gives up its entries instead. */
-async function moveAside(dir: string, aside: string): Promise<void> {
+async function moveAside(dir: string, aside: string): Promise<'renamed' | 'entries'> {
   try {
     await fs.rename(dir, aside);
-    return;
+    return 'renamed';
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'EBUSY' && code !== 'EXDEV' && code !== 'EPERM' && code !== 'EACCES') throw e;
   }
   await fs.mkdir(aside, { mode: 0o700 });
   for (const name of await fs.readdir(dir)) await fs.rename(path.join(dir, name), path.join(aside, name));
+  return 'entries';
 }
 
 async function chownTree(root: string, uid: number, gid: number): Promise<void> {

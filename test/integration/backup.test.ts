@@ -5,6 +5,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { BackupError, createBackup, restoreBackup, verifyBackup } from '../../core/backup';
 import { requirePrerequisite } from '../helpers/prereq';
+import { loadConfig } from '../../core/config';
 import { UserUsage, User } from '../../core/db';
 import type { DaemonHandle } from '../../core/daemon';
 import { forEachDatabase, type DatabaseKind } from '../helpers/harness';
@@ -240,6 +241,22 @@ describe('backup and restore (polygate backup / restore against a live daemon)',
       }
       expect(readFileSync(path.join(panel.dataDir, 'secret.key')).equals(before)).to.equal(true);
       expect((await api(daemon!.url, 'GET', '/api/v1/users/tina', daemon!.core.generatedAdminKey!)).status, 'the running panel is untouched').to.equal(200);
+    });
+
+    it('a restore that fails half way puts the previous data dir back', async () => {
+      const other = await newPanel('sqlite');
+      await (await startPanel(other)).stop();
+      const before = readFileSync(path.join(other.dataDir, 'secret.key'));
+      // The database goes where a file blocks its directory: placing it fails after the data dir was moved aside.
+      const blocker = path.join(path.dirname(other.dataDir), 'blocker');
+      writeFileSync(blocker, '');
+      const config = loadConfig({ POLYGATE_DATA_DIR: other.dataDir, POLYGATE_DATABASE_URL: `sqlite:${path.join(blocker, 'db.sqlite')}` });
+      const err = await restoreBackup(config, archive, { force: true }).then(() => null, (e: unknown) => e);
+      expect(err).to.be.instanceOf(BackupError);
+      expect((err as Error).message).to.match(/restore failed and was undone/);
+      expect(readFileSync(path.join(other.dataDir, 'secret.key')).equals(before), 'the old secret.key is back').to.equal(true);
+      expect(existsSync(path.join(other.dataDir, 'polygate.sqlite')), 'and its database').to.equal(true);
+      expect(readdirSync(path.dirname(other.dataDir)).filter((n) => n.includes('before-restore') || n.startsWith('.polygate-'))).to.deep.equal([]);
     });
 
     it('replaces a stopped panel only with --force, keeping the old data dir aside', async () => {
