@@ -15,6 +15,8 @@ import path from 'node:path';
 
 const SSHD = '/usr/sbin/sshd';
 const USER_PREFIX = 'pgnt';
+/** Prefix of the per-process uid-0 login (a second name for root) that provisioning tests use. */
+const ROOT_USER_PREFIX = 'pgnr';
 /**
  * One user per test process: parallel runs (CI shards, a developer beside another helper)
  * must never reset each other's password or delete each other's user.
@@ -22,13 +24,36 @@ const USER_PREFIX = 'pgnt';
 export const SSHD_TEST_USER = `${USER_PREFIX}${process.pid}`;
 /** Random per process: a known password must not outlive the run on a machine with a real sshd. */
 const PASSWORD = `Pg-${randomBytes(12).toString('base64url')}`;
+/**
+ * A uid-0 login of our own, so provisioning (which needs root) is tested without touching
+ * root's own password on a shared machine. Its password is random per process too.
+ */
+export const SSHD_ROOT_USER = `${ROOT_USER_PREFIX}${process.pid}`;
+const ROOT_PASSWORD = `Pr-${randomBytes(12).toString('base64url')}`;
+
+export interface SshdOptions {
+  /** Run sshd inside this network namespace (one "node" per namespace, as in recipes/ssh.sh). */
+  netns?: string;
+  /** Address to listen on (default 127.0.0.1); must be reachable from the test process. */
+  listenAddress?: string;
+  /** Port (default: a free high port on 127.0.0.1, or 22 inside a namespace). */
+  port?: number;
+  /** Log in as a uid-0 user (PermitRootLogin yes for that user only) instead of the unprivileged one. */
+  root?: boolean;
+}
 
 export interface SshdFixture {
-  host: '127.0.0.1';
+  host: string;
   port: number;
   username: string;
   password: string;
   pid: number;
+  /** Path of the host private key file (its public half beside it, `.pub`). */
+  hostKeyPath: string;
+  /** Restarts sshd on the same address with a brand-new host key (a node that was replaced or hijacked). */
+  replaceHostKey(): Promise<void>;
+  /** Sets the login user's password on this machine (all fixtures share /etc/shadow). */
+  setPassword(password: string): void;
   /** Everything sshd wrote to stderr (-e), for failure messages. */
   log(): string;
   /** Stops sshd (SIGTERM, SIGKILL after 3 s) and removes its temp dir; idempotent. */
@@ -122,25 +147,39 @@ function removeStaleTestUsers(): void {
   } catch {
     return;
   }
-  for (const m of passwd.matchAll(new RegExp(`^${USER_PREFIX}(\\d+):`, 'gm'))) {
-    const pid = Number(m[1]);
-    if (pid !== process.pid && !existsSync(`/proc/${pid}`)) deleteUser(`${USER_PREFIX}${pid}`);
+  for (const prefix of [USER_PREFIX, ROOT_USER_PREFIX]) {
+    for (const m of passwd.matchAll(new RegExp(`^${prefix}(\\d+):`, 'gm'))) {
+      const pid = Number(m[1]);
+      if (pid !== process.pid && !existsSync(`/proc/${pid}`)) deleteUser(`${prefix}${pid}`);
+    }
   }
 }
 
-function ensureTestUser(): void {
-  if (userReady) return;
-  removeStaleTestUsers();
-  if (!userExists(SSHD_TEST_USER)) execFileSync('useradd', ['-m', '-s', '/bin/sh', SSHD_TEST_USER], { stdio: 'pipe' });
-  execFileSync('chpasswd', { input: `${SSHD_TEST_USER}:${PASSWORD}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
-  userReady = true;
+let rootUserReady = false;
+
+function ensureTestUser(root = false): void {
+  if (!userReady) {
+    removeStaleTestUsers();
+    if (!userExists(SSHD_TEST_USER)) execFileSync('useradd', ['-m', '-s', '/bin/sh', SSHD_TEST_USER], { stdio: 'pipe' });
+    execFileSync('chpasswd', { input: `${SSHD_TEST_USER}:${PASSWORD}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
+    userReady = true;
+  }
+  if (root && !rootUserReady) {
+    if (!userExists(SSHD_ROOT_USER)) execFileSync('useradd', ['-o', '-u', '0', '-g', '0', '-m', '-s', '/bin/sh', SSHD_ROOT_USER], { stdio: 'pipe' });
+    execFileSync('chpasswd', { input: `${SSHD_ROOT_USER}:${ROOT_PASSWORD}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
+    rootUserReady = true;
+  }
 }
 
-/** Removes this process's test user once its last fixture stopped. */
+/** Removes this process's test users once its last fixture stopped. */
 function releaseTestUser(): void {
   if (liveFixtures > 0 || !userReady) return;
   userReady = false;
   deleteUser(SSHD_TEST_USER);
+  if (rootUserReady) {
+    rootUserReady = false;
+    deleteUser(SSHD_ROOT_USER);
+  }
 }
 
 /** OpenSSH ≥ 9.8 penalizes sources with failed logins; tests fail logins on purpose. */
@@ -165,49 +204,68 @@ async function waitUntil(what: string, ms: number, check: () => Promise<boolean>
 }
 
 /**
- * Starts sshd on 127.0.0.1 on a free high port and resolves once the port accepts (within
- * 10 s). Throws with sshd's own log when it exits or never listens.
+ * Starts sshd on 127.0.0.1 on a free high port (or inside `options.netns`) and resolves once
+ * the port accepts (within 10 s). Throws with sshd's own log when it exits or never listens.
  */
-export async function startSshd(): Promise<SshdFixture> {
+export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture> {
   const reason = sshdUnavailableReason();
   if (reason) throw new Error(`cannot start sshd: ${reason}`);
-  ensureTestUser();
+  ensureTestUser(options.root === true);
+  const username = options.root ? SSHD_ROOT_USER : SSHD_TEST_USER;
   liveFixtures++;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pg-node-sshd-'));
   let child: ChildProcess | undefined;
   let log = '';
   let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
+  const listenAddress = options.listenAddress ?? '127.0.0.1';
+  const hostKey = path.join(dir, 'host_ed25519');
+  const cfg = path.join(dir, 'sshd_config');
+  const killChild = async () => {
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
+  };
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await killChild();
     await fs.rm(dir, { recursive: true, force: true });
     liveFixtures--;
     releaseTestUser();
   };
+  let port = options.port ?? 0;
+  const launch = async () => {
+    child = spawn(options.netns ? 'ip' : SSHD, [...(options.netns ? ['netns', 'exec', options.netns, SSHD] : []), '-D', '-e', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (c: Buffer) => {
+      log += c.toString();
+      if (log.length > 200_000) log = log.slice(-100_000);
+    });
+    const started = child;
+    await waitUntil(`sshd listening on ${listenAddress}:${port}`, 10_000, () => {
+      if (started.exitCode !== null || started.signalCode !== null) throw new Error(`sshd exited during start:\n${log}`);
+      return canConnect(port, listenAddress);
+    });
+  };
   try {
     await fs.mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation dir
-    const hostKey = path.join(dir, 'host_ed25519');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey], { stdio: 'pipe' });
-    const port = await freePort();
-    const cfg = path.join(dir, 'sshd_config');
+    if (port === 0) port = options.netns ? 22 : await freePort();
     await fs.writeFile(
       cfg,
       [
-        `ListenAddress 127.0.0.1:${port}`,
+        `ListenAddress ${listenAddress}:${port}`,
         `HostKey ${hostKey}`,
         `PidFile ${path.join(dir, 'sshd.pid')}`,
         'PasswordAuthentication yes',
         'KbdInteractiveAuthentication no',
         'PubkeyAuthentication yes',
         'UsePAM yes',
-        'PermitRootLogin no',
-        `AllowUsers ${SSHD_TEST_USER}`,
+        // Only our own uid-0 name is allowed in (AllowUsers); root itself never is.
+        `PermitRootLogin ${options.root ? 'yes' : 'no'}`,
+        `AllowUsers ${username}`,
         'StrictModes no',
         'Subsystem sftp internal-sftp',
         'LogLevel VERBOSE',
@@ -216,17 +274,27 @@ export async function startSshd(): Promise<SshdFixture> {
       ].join('\n'),
     );
     execFileSync(SSHD, ['-t', '-f', cfg], { stdio: 'pipe' });
-    child = spawn(SSHD, ['-D', '-e', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.on('data', (c: Buffer) => {
-      log += c.toString();
-      if (log.length > 200_000) log = log.slice(-100_000);
-    });
-    const started = child;
-    await waitUntil(`sshd listening on 127.0.0.1:${port}`, 10_000, () => {
-      if (started.exitCode !== null || started.signalCode !== null) throw new Error(`sshd exited during start:\n${log}`);
-      return canConnect(port);
-    });
-    return { host: '127.0.0.1', port, username: SSHD_TEST_USER, password: PASSWORD, pid: started.pid!, log: () => log, stop };
+    await launch();
+    return {
+      host: listenAddress,
+      port,
+      username,
+      password: options.root ? ROOT_PASSWORD : PASSWORD,
+      get pid() {
+        return child!.pid!;
+      },
+      hostKeyPath: hostKey,
+      log: () => log,
+      stop,
+      setPassword: (password: string) => execFileSync('chpasswd', { input: `${username}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe'] }),
+      replaceHostKey: async () => {
+        await killChild();
+        await fs.rm(hostKey, { force: true });
+        await fs.rm(`${hostKey}.pub`, { force: true });
+        execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey], { stdio: 'pipe' });
+        await launch();
+      },
+    };
   } catch (e) {
     await stop();
     throw new Error(`${(e as Error).message}${log ? `\n--- sshd log ---\n${log}` : ''}`);

@@ -61,3 +61,35 @@ export async function installAuthorizedKey(host: Host, publicKey: string): Promi
   await host.writeFileAtomic(file, `${prefix}${line}\n`, 0o600);
   return { installed: true, path: file };
 }
+
+/** The `authorized_keys` line of an OpenSSH private key (what `generateSshKeyPair` paired with it). */
+export function publicKeyOf(privateKey: string, comment = 'polygate'): string {
+  const parsed = sshUtils.parseKey(privateKey);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key || key instanceof Error) throw invalid('not an OpenSSH private key');
+  return `${key.type} ${key.getPublicSSH().toString('base64')} ${comment}`;
+}
+
+/**
+ * Removes every line carrying `publicKey` (type and blob, whatever the comment or options)
+ * from `~/.ssh/authorized_keys` of the user the host runs programs as; other lines are kept
+ * byte for byte. Returns whether a line was removed.
+ */
+export async function removeAuthorizedKey(host: Host, publicKey: string): Promise<{ removed: boolean; path: string }> {
+  const m = PUBLIC_KEY_RE.exec(publicKey.trim());
+  if (!m) throw invalid('public key must be one OpenSSH public key line (e.g. "ssh-ed25519 AAAA… comment")');
+  const { stdout } = await runChecked(host, ['printenv', 'HOME'], { timeoutMs: 20_000 });
+  const home = stdout.trim();
+  if (!home.startsWith('/')) throw new HostError(host.id, 'failed', `cannot find the home directory on ${host.id} (HOME=${JSON.stringify(home)})`);
+  const file = path.posix.join(home, '.ssh', 'authorized_keys');
+  if (!(await host.exists(file))) return { removed: false, path: file };
+  const lines = (await host.readFile(file)).toString('utf8').split('\n');
+  const kept = lines.filter((l) => {
+    const fields = l.trim().split(/\s+/);
+    const i = fields.indexOf(m[1]!);
+    return !(i >= 0 && fields[i + 1] === m[2]);
+  });
+  if (kept.length === lines.length) return { removed: false, path: file };
+  await host.writeFileAtomic(file, kept.join('\n'), 0o600);
+  return { removed: true, path: file };
+}
