@@ -116,6 +116,14 @@ export class NodeRecord extends Model<InferAttributes<NodeRecord>, InferCreation
   declare protocol: CreationOptional<'udp' | 'tcp'>;
   declare sync_all_users: CreationOptional<boolean>;
   declare communication_method: string | null;
+  /** Operator's flag that the node reaches the world through a tunnel; stored and returned, no behaviour (see docs/nodes.md). */
+  declare is_tunnel: CreationOptional<boolean>;
+  /** SSH host key fingerprint pinned at preflight (`SHA256:…`); every later connection must present it. */
+  declare ssh_host_key: CreationOptional<string | null>;
+  /** The panel's ed25519 key for this node, sealed; replaces the password once provisioning installed it. */
+  declare ssh_private_key: CreationOptional<string | null>;
+  /** Directory on the node that holds everything polygate installed there. */
+  declare install_root: CreationOptional<string | null>;
   declare status: CreationOptional<NodeStatus>;
   declare status_message: string | null;
   declare deletion_failed: CreationOptional<boolean>;
@@ -277,6 +285,10 @@ export function defineModels(sequelize: Sequelize) {
       protocol: { type: DataTypes.STRING(3), allowNull: false, defaultValue: 'udp' },
       sync_all_users: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
       communication_method: { type: DataTypes.STRING(32), allowNull: true },
+      is_tunnel: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      ssh_host_key: { type: DataTypes.STRING(128), allowNull: true },
+      ssh_private_key: { type: DataTypes.TEXT, allowNull: true },
+      install_root: { type: DataTypes.STRING(255), allowNull: true },
       status: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'installing' },
       status_message: { type: DataTypes.TEXT, allowNull: true },
       deletion_failed: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
