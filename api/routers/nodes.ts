@@ -22,6 +22,7 @@ const nodeDetails = z.object({
   total_traffic_bytes: z.number(),
   sync_all_users: z.boolean(),
   communication_method: z.string().nullable(),
+  is_tunnel: z.boolean(),
   created_at: z.string(),
 });
 
@@ -47,7 +48,14 @@ const nodeFields = {
   [NODE_PORT_FIELD]: port(NODE_PORT_FIELD).optional(),
   protocol: z.enum(['udp', 'tcp']).optional(),
   sync_all_users: z.boolean().optional(),
-  communication_method: z.string().nullish(),
+  communication_method: z
+    .string()
+    .nullish()
+    .meta({ description: "How the panel controls the node: 'ssh' (the default and the only one implemented: the pinned SSH connection provisioning set up). Other values are refused." }),
+  is_tunnel: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Operator marker for a node used as a tunnel/relay; stored and returned as given. Polygate attaches no behaviour to it (default false).' }),
 };
 
 /** `null` for name/ip/password means "not given", as in the reference panel's forms. */
@@ -62,6 +70,7 @@ function toNodeInput(input: { [K in keyof typeof nodeFields]?: z.infer<(typeof n
     protocol: input.protocol,
     sync_all_users: input.sync_all_users,
     communication_method: input.communication_method,
+    is_tunnel: input.is_tunnel,
   };
 }
 

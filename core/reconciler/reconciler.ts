@@ -133,6 +133,11 @@ export class Reconciler {
     return [...servers];
   }
 
+  /** How the last pass went for one plugin (`protocol@server`); undefined before its first pass. */
+  syncStateOf(pluginId: string): PluginSyncState | undefined {
+    return this.syncState.get(pluginId);
+  }
+
   /** The instant the last pass found time alone would next change who may connect (tests, /health). */
   nextTimeBasedChange(): Date | null {
     return this.nextTimeChange;

@@ -3,8 +3,13 @@ import { Op, type InferAttributes } from 'sequelize';
 import type { CoreContext } from '../context';
 import { NodeRecord, PortAssignment, SubAdmin, User, type NodeStatus } from '../db';
 import { forbidden, invalid, locked, notFound } from '../errors';
-import { SshHost, sshPreflight } from '../hosts/ssh-host';
+import { publicKeyOf, removeAuthorizedKey, SshHost, sshPreflight } from '../hosts/ssh-host';
 import { JobQueue, type JobControl, type JobView } from '../jobs';
+import { nodeSshOptions } from '../nodes/credentials';
+import { checkNodeRoot, configuredNodeRoot, nodeMarkerFile } from '../nodes/layout';
+import { provisionNode } from '../nodes/provision';
+import type { NodeRuntime } from '../nodes/runtime';
+import { Firewall } from '../firewall';
 import { isMainAdmin, type Principal } from '../principal';
 import { NODE_PORT_FIELD, PORTS_TABLE_PROTOCOL, type ProtocolId } from '../protocols/table';
 import type { Services } from './index';
@@ -15,7 +20,10 @@ export const NODE_NOT_FOUND_MESSAGE = 'Node not found';
 export const DELETION_IN_PROGRESS_MESSAGE = 'Deletion in progress...';
 const MAIN_ADMIN_REQUIRED = 'Permission denied: Main admin API key required.';
 
-export const PROVISION_NOT_IMPLEMENTED = 'provisioning is not implemented yet';
+/** The node↔panel control channels polygate implements (see docs/nodes.md). */
+export const COMMUNICATION_METHODS = ['ssh'] as const;
+export const COMMUNICATION_METHOD_MESSAGE =
+  "Field 'communication_method' must be 'ssh': polygate controls nodes over the pinned SSH connection only (no WireGuard or HTTP link is implemented).";
 export const SYNC_NOT_IMPLEMENTED = 'node sync is not implemented yet';
 
 export const NODE_JOB_KINDS = { provision: 'node.provision', sync: 'node.sync', delete: 'node.delete' } as const;
@@ -41,6 +49,7 @@ export interface NodeInput {
   protocol?: 'udp' | 'tcp';
   sync_all_users?: boolean;
   communication_method?: string | null;
+  is_tunnel?: boolean;
 }
 
 /** A node as the main admin sees it (never the SSH secret). */
@@ -57,6 +66,7 @@ export interface NodeDetails {
   total_traffic_bytes: number;
   sync_all_users: boolean;
   communication_method: string | null;
+  is_tunnel: boolean;
   created_at: Date;
 }
 
@@ -70,6 +80,8 @@ export interface NodeBrief {
 export interface NodeProvisionPayload {
   /** Host key seen by the preflight, for provisioning to pin (never trust on first use later). */
   hostKeySha256: string;
+  /** Directory on the node for polygate's files, fixed when the node was created. */
+  root?: string;
 }
 export interface NodeSyncPayload {
   services: NodeServiceName[];
@@ -94,8 +106,16 @@ export class NodesService {
   sshPreflightTimeoutMs = 15_000;
   /** Limit for reaching a node during deletion; short, since force mode exists for dead nodes. */
   deleteSshTimeoutMs = 10_000;
+  /** Limit for each connection provisioning opens. */
+  provisionSshTimeoutMs = 20_000;
+  /**
+   * Where new nodes get polygate's files (POLYGATE_NODE_ROOT). Recorded per node at
+   * provisioning, so deletion removes what was installed even if this changes later.
+   */
+  nodeRoot = configuredNodeRoot();
 
   private jobQueue: JobQueue | undefined;
+  private nodeRuntime: NodeRuntime | null = null;
 
   constructor(
     protected readonly ctx: CoreContext,
@@ -109,13 +129,22 @@ export class NodesService {
   get jobs(): JobQueue {
     if (!this.jobQueue) {
       const queue = new JobQueue({ logger: this.ctx.logger });
-      queue.register<NodeProvisionPayload>(NODE_JOB_KINDS.provision, (job) => this.runProvision(job));
+      queue.register<NodeProvisionPayload>(NODE_JOB_KINDS.provision, (job, control) => this.runProvision(job, control));
       queue.register<NodeSyncPayload>(NODE_JOB_KINDS.sync, (job) => this.runSync(job));
       queue.register<NodeDeletePayload>(NODE_JOB_KINDS.delete, (job, control) => this.runDelete(job, control));
       this.jobQueue = queue;
       queue.start().catch((err: unknown) => this.ctx.logger.error({ err }, 'node job queue failed to start'));
     }
     return this.jobQueue;
+  }
+
+  /** The plugins-on-nodes side, attached while protocols run (`startProtocols`); null before. */
+  get runtime(): NodeRuntime | null {
+    return this.nodeRuntime;
+  }
+
+  attachRuntime(runtime: NodeRuntime | null): void {
+    this.nodeRuntime = runtime;
   }
 
   /** Stops the queue if it was ever created (touching `jobs` at shutdown would start one). */
@@ -128,7 +157,7 @@ export class NodesService {
       const rows = await NodeRecord.findAll({ attributes: ['id', 'name', 'status'], order: [['id', 'ASC']], raw: true });
       return rows.map((r) => ({ id: r.id, name: r.name, status: r.status }));
     }
-    const rows = await NodeRecord.findAll({ attributes: { exclude: ['ssh_secret'] }, order: [['id', 'ASC']], raw: true });
+    const rows = await NodeRecord.findAll({ attributes: { exclude: ['ssh_secret', 'ssh_private_key'] }, order: [['id', 'ASC']], raw: true });
     return rows.map((r) => ({
       id: r.id,
       name: r.name,
@@ -143,6 +172,7 @@ export class NodesService {
       total_traffic_bytes: Number(r.total_traffic_bytes ?? 0),
       sync_all_users: Boolean(r.sync_all_users),
       communication_method: r.communication_method,
+      is_tunnel: Boolean(r.is_tunnel),
       created_at: new Date(r.created_at),
     }));
   }
@@ -179,7 +209,8 @@ export class NodesService {
           [NODE_PORT_FIELD]: listenerPort,
           protocol,
           sync_all_users: fields.sync_all_users ?? false,
-          communication_method: fields.communication_method ?? null,
+          communication_method: fields.communication_method ?? 'ssh',
+          is_tunnel: fields.is_tunnel ?? false,
           status: 'installing',
           status_message: null,
         },
@@ -187,7 +218,7 @@ export class NodesService {
       );
       const server = nodeServerId(node.id);
       await this.services.portRegistry.claim([{ server, port: listenerPort, protocol, owner: LISTENER_SERVICE }], transaction);
-      const payload: NodeProvisionPayload = { hostKeySha256: preflight.hostKeySha256 };
+      const payload: NodeProvisionPayload = { hostKeySha256: preflight.hostKeySha256, root: checkNodeRoot(this.nodeRoot) };
       const id = await jobs.enqueue(NODE_JOB_KINDS.provision, server, payload, transaction);
       return { nodeId: node.id, jobId: id };
     });
@@ -232,7 +263,8 @@ export class NodesService {
       set(NODE_PORT_FIELD, fields[NODE_PORT_FIELD], LISTENER_SERVICE);
       set('protocol', fields.protocol, LISTENER_SERVICE);
       set('sync_all_users', fields.sync_all_users, 'users');
-      set('communication_method', fields.communication_method, 'communication');
+      set('communication_method', fields.communication_method ?? undefined, 'communication');
+      set('is_tunnel', fields.is_tunnel, 'meta');
       if (fields.ssh_password !== undefined && !this.sameSecret(node.ssh_secret, fields.ssh_password)) {
         changes.ssh_secret = this.ctx.secrets.seal(fields.ssh_password);
         changed.add('ssh');
@@ -292,15 +324,33 @@ export class NodesService {
 
   // ---- job handlers --------------------------------------------------------------------
 
-  private async runProvision(job: JobView<NodeProvisionPayload>): Promise<string> {
+  private async runProvision(job: JobView<NodeProvisionPayload>, control: JobControl): Promise<string> {
     const nodeId = nodeIdOfTarget(job.target);
-    // Never report success for work that was not done: the node is marked failed honestly.
-    await NodeRecord.update(
-      { status: 'error', status_message: PROVISION_NOT_IMPLEMENTED },
-      { where: { id: nodeId, status: 'installing' } },
-    );
-    this.ctx.events.emit('nodes.changed', { nodeId });
-    throw new Error(PROVISION_NOT_IMPLEMENTED);
+    const log = this.ctx.logger.child({ component: 'nodes', nodeId, jobId: job.id });
+    const report = async (percent: number, message: string) => {
+      await control.progress(percent, message);
+      await NodeRecord.update({ status_message: message }, { where: { id: nodeId, status: 'installing' } });
+      log.info({ percent }, message);
+    };
+    try {
+      const summary = await provisionNode({
+        ctx: this.ctx,
+        nodeId,
+        hostKeySha256: String(job.payload.hostKeySha256 ?? ''),
+        root: checkNodeRoot(typeof job.payload.root === 'string' ? job.payload.root : this.nodeRoot),
+        runtime: this.nodeRuntime,
+        connectTimeoutMs: this.provisionSshTimeoutMs,
+        report,
+      });
+      await NodeRecord.update({ status: 'active', status_message: null }, { where: { id: nodeId, status: 'installing' } });
+      this.ctx.events.emit('nodes.changed', { nodeId });
+      return summary;
+    } catch (err) {
+      const message = `Provisioning failed: ${(err as Error).message}`;
+      await NodeRecord.update({ status: 'error', status_message: message }, { where: { id: nodeId, status: 'installing' } });
+      this.ctx.events.emit('nodes.changed', { nodeId });
+      throw new Error(message);
+    }
   }
 
   private async runSync(job: JobView<NodeSyncPayload>): Promise<string> {
@@ -339,28 +389,34 @@ export class NodesService {
   }
 
   /**
-   * Removes what polygate installed on the node. Nothing is installed before provisioning
-   * exists, so this proves we can still log in and run a command. Returns the reason on failure.
+   * Removes what provisioning installed of polygate's: the plugins' daemons (stopped), the
+   * node's root directory, the firewall table and the panel's key in authorized_keys (last,
+   * over the connection it still carries). A node never provisioned has nothing installed: we
+   * only prove we can still log in. Returns the reason on failure.
    */
   private async cleanUpNode(node: NodeRecord): Promise<string | null> {
-    let password: string;
+    const server = nodeServerId(node.id);
+    const attached = await this.nodeRuntime?.detach(node.id, { stopDaemons: true, closeHost: false });
+    let host: SshHost | undefined = attached?.host;
     try {
-      if (!node.ssh_secret) return 'no SSH credentials are stored for this node';
-      password = this.ctx.secrets.open(node.ssh_secret);
-    } catch {
-      return 'the stored SSH password cannot be decrypted (was the data directory key replaced?)';
+      if (!host) host = new SshHost(server, nodeSshOptions(this.ctx.secrets, node, { timeoutMs: this.deleteSshTimeoutMs, keepaliveIntervalMs: 0 }));
+    } catch (err) {
+      return (err as Error).message;
     }
-    const host = new SshHost(nodeServerId(node.id), {
-      host: node.ip_address,
-      port: node.ssh_port,
-      username: node.ssh_username,
-      password,
-      timeoutMs: this.deleteSshTimeoutMs,
-      keepaliveIntervalMs: 0,
-    });
     try {
       const result = await host.run(['true'], { timeoutMs: this.deleteSshTimeoutMs });
-      return result.code === 0 ? null : `\`true\` exited with code ${result.code} on the node`;
+      if (result.code !== 0) return `\`true\` exited with code ${result.code} on the node`;
+      if (node.install_root) {
+        const root = checkNodeRoot(node.install_root);
+        // Only a directory provisioning marked as ours is removed as a whole.
+        if (await host.exists(nodeMarkerFile(root))) await host.remove(root);
+        else if (await host.exists(root)) return `${root} on the node has no polygate marker; left in place`;
+      }
+      if (node.ssh_private_key) {
+        await new Firewall({ host, logger: this.ctx.logger, processUid: null, timeoutMs: this.deleteSshTimeoutMs }).remove();
+        await removeAuthorizedKey(host, publicKeyOf(this.ctx.secrets.open(node.ssh_private_key)));
+      }
+      return null;
     } catch (err) {
       return err instanceof Error ? err.message : String(err);
     } finally {
@@ -444,5 +500,6 @@ function validateNodeFields(input: NodeInput): NodeInput {
   if (input.communication_method != null && input.communication_method.length > MAX_COMMUNICATION_METHOD_LENGTH) {
     throw invalid(`Field 'communication_method' must be at most ${MAX_COMMUNICATION_METHOD_LENGTH} characters.`);
   }
+  if (input.communication_method != null && !(COMMUNICATION_METHODS as readonly string[]).includes(input.communication_method)) throw invalid(COMMUNICATION_METHOD_MESSAGE);
   return input;
 }

@@ -4,6 +4,7 @@ import { hashPassword, randomKey, sha256Hex } from '../../core/secrets';
 import { createHarness, forEachDatabase, type Harness } from '../helpers/harness';
 import { freePort, sshdUnavailableReason, startSilentServer, startSshd, SSHD_TEST_USER, type SshdFixture } from '../helpers/sshd';
 import { requirePrerequisite } from '../helpers/prereq';
+import { COMMUNICATION_METHOD_MESSAGE } from '../../core/services/nodes';
 
 const CREATED = 'Node created and installation started in background.';
 const UPDATED = 'Node updated. Sync triggered only for changed services.';
@@ -33,7 +34,7 @@ forEachDatabase((kind) => {
     const needSshd = (ctx: Mocha.Context) => {
       requirePrerequisite(ctx, !!sshd, sshdSkip ?? 'sshd did not start');
     };
-    /** A node created through the API against the real sshd; provisioning has already failed honestly. */
+    /** A node created through the API against the real sshd; provisioning has already failed (the test user is not root). */
     async function createNode(extra: Record<string, unknown> = {}, server: SshdFixture = sshd!): Promise<number> {
       const res = await asMain(h.http.post('/api/v1/nodes')).send({
         name: 'Node A',
@@ -196,7 +197,16 @@ forEachDatabase((kind) => {
         expect(await Job.count()).to.equal(0);
       });
 
-      it('POST after a passing preflight → 202, node stored with a sealed password and its OpenVPN port claimed; provisioning ends "error" honestly', async function () {
+      it("communication_method other than 'ssh' → 400 naming the only one implemented, before any SSH", async () => {
+        for (const method of ['wireguard', 'http', 'SSH']) {
+          const res = await asMain(h.http.post('/api/v1/nodes')).send({ name: 'Node M', ip_address: '127.0.0.1', ssh_port: 1, ssh_password: 'pass', communication_method: method });
+          expect(res.status, method).to.equal(400);
+          expect(res.body).to.deep.equal({ success: false, message: COMMUNICATION_METHOD_MESSAGE });
+        }
+        expect(await nodeCount()).to.equal(0);
+      });
+
+      it('POST after a passing preflight → 202, node stored with a sealed password and its OpenVPN port claimed; provisioning by a non-root login ends "error" with the reason and keeps the password', async function () {
         needSshd(this);
         const res = await asMain(h.http.post('/api/v1/nodes')).send({
           name: 'Node A',
@@ -207,7 +217,8 @@ forEachDatabase((kind) => {
           openvpn_port: 1194,
           protocol: 'udp',
           sync_all_users: false,
-          communication_method: 'wireguard',
+          communication_method: 'ssh',
+          is_tunnel: true,
         });
         expect(res.status).to.equal(202);
         expect(res.body).to.have.keys('success', 'message', 'node_id');
@@ -219,16 +230,22 @@ forEachDatabase((kind) => {
         const row = (await NodeRecord.findByPk(id))!;
         expect(row.ssh_secret).to.be.a('string').and.not.include(sshd!.password);
         expect(h.core.ctx.secrets.open(row.ssh_secret!)).to.equal(sshd!.password);
-        expect(row.communication_method).to.equal('wireguard');
+        expect(row.communication_method).to.equal('ssh');
+        expect(row.is_tunnel).to.equal(true);
         expect(await PortReservation.count({ where: { server_identifier: `node_${id}`, port: 1194, protocol: 'udp', owner: 'openvpn' } })).to.equal(1);
 
         await h.services.nodes.jobs.waitForIdle(20_000);
         const jobs = await jobsOf(id);
-        expect(jobs.map((j) => [j.kind, j.status, j.message])).to.deep.equal([['node.provision', 'error', 'provisioning is not implemented yet']]);
+        const reason = `Provisioning failed: ${SSHD_TEST_USER} is not root and has no passwordless sudo; polygate needs root on the node`;
+        expect(jobs.map((j) => [j.kind, j.status, j.message])).to.deep.equal([['node.provision', 'error', reason]]);
         expect(jobs[0]!.payload.hostKeySha256).to.match(/^SHA256:/);
         const after = (await NodeRecord.findByPk(id, { raw: true }))!;
         expect(after.status).to.equal('error');
-        expect(after.status_message).to.equal('provisioning is not implemented yet');
+        expect(after.status_message).to.equal(reason);
+        // Pinned even though provisioning stopped; nothing was installed, so the password stays for a retry.
+        expect(after.ssh_host_key).to.equal(jobs[0]!.payload.hostKeySha256);
+        expect(after.ssh_private_key).to.equal(null);
+        expect(after.ssh_secret).to.be.a('string');
       });
 
       it('GET /nodes: the main admin sees the full node without any password; a sub-admin sees only id, name and status', async function () {
@@ -239,9 +256,9 @@ forEachDatabase((kind) => {
         const node = main.body.nodes[0];
         expect(node).to.have.keys(
           'id', 'name', 'ip_address', 'ssh_port', 'ssh_username', 'openvpn_port', 'protocol', 'status',
-          'status_message', 'total_traffic_bytes', 'sync_all_users', 'communication_method', 'created_at',
+          'status_message', 'total_traffic_bytes', 'sync_all_users', 'communication_method', 'is_tunnel', 'created_at',
         );
-        expect(node).to.include({ name: 'Node A', ip_address: '127.0.0.1', ssh_port: sshd!.port, ssh_username: SSHD_TEST_USER, openvpn_port: 1194, protocol: 'udp', total_traffic_bytes: 0, sync_all_users: false, communication_method: 'wireguard' });
+        expect(node).to.include({ name: 'Node A', ip_address: '127.0.0.1', ssh_port: sshd!.port, ssh_username: SSHD_TEST_USER, openvpn_port: 1194, protocol: 'udp', total_traffic_bytes: 0, sync_all_users: false, communication_method: 'ssh', is_tunnel: true });
         expect(node.created_at).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/);
         expect(JSON.stringify(main.body)).not.to.include(sshd!.password);
 

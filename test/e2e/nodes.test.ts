@@ -1,0 +1,294 @@
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { NodeRecord, User } from '../../core/db';
+import type { LocalHost } from '../../core/hosts/local-host';
+import { publicKeyOf } from '../../core/hosts/ssh-host';
+import { startProtocols, type RunningProtocols } from '../../core/protocols/start';
+import type { OpenVpnPlugin } from '../../plugins/openvpn';
+import { createHarness, type Harness } from '../helpers/harness';
+import { requirePrerequisite } from '../helpers/prereq';
+import { sshdUnavailableReason, startSshd, type SshdFixture } from '../helpers/sshd';
+import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
+
+/*
+ * Nodes for real: two "nodes" are network namespaces with their own sshd (recipes/ssh.sh),
+ * reached by the panel (this process, root namespace) over veth links. They are added through
+ * the REST API with nothing but an address and a password; provisioning pins the host key,
+ * installs the panel's key, drops the password, starts the same OpenVPN plugin there through
+ * an SshHost and applies the node's firewall. A real OpenVPN client in a third namespace
+ * connects to node 1 with the profile the API serves.
+ */
+describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a node)', function () {
+  this.timeout(150_000);
+  const lab = new NetLab();
+  // A /16 of our own per run, so parallel runs' links never share addresses.
+  const net = `10.${100 + (parseInt(lab.suffix.slice(0, 2), 16) % 100)}`;
+  const NODE_IP = [`${net}.1.2`, `${net}.2.2`];
+  const rootLinks: string[] = [];
+  let h: Harness;
+  let protocols: RunningProtocols | undefined;
+  let client: LocalHost;
+  const nodeNs: LocalHost[] = [];
+  const sshd: SshdFixture[] = [];
+  const nodeIds: number[] = [];
+  const clients: OpenVpnTestClient[] = [];
+
+  const api = () => ({
+    get: (p: string) => h.http.get(`/api/v1${p}`).set('X-API-KEY', h.adminKey),
+    post: (p: string, body: object = {}) => h.http.post(`/api/v1${p}`).set('X-API-KEY', h.adminKey).send(body),
+    delete: (p: string) => h.http.delete(`/api/v1${p}`).set('X-API-KEY', h.adminKey),
+  });
+  const tick = () => h.core.accounting.tick();
+  const root = (i: number) => `${lab.dir}/node${i + 1}`;
+  const nodeRow = (i: number) => NodeRecord.findByPk(nodeIds[i]!, { raw: true });
+  const nodePlugin = (i: number) => h.core.plugins.get('openvpn', `node_${nodeIds[i]}`);
+  const runtime = () => h.services.nodes.runtime!;
+
+  /** A veth pair with one end in the root namespace (where the panel runs) and one in a node. */
+  function linkRoot(ns: string, index: number): void {
+    const a = `pgr${index}${lab.suffix}`;
+    const b = `pgn${index}${lab.suffix}`;
+    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', ns);
+    rootLinks.push(a);
+    ip('addr', 'add', `${net}.${index}.1/24`, 'dev', a);
+    ip('link', 'set', a, 'up');
+    ip('-n', ns, 'addr', 'add', `${net}.${index}.2/24`, 'dev', b);
+    ip('-n', ns, 'link', 'set', b, 'up');
+  }
+
+  /** `SHA256:…` of the host key file a fixture serves, as ssh-keygen -lf prints it. */
+  async function fingerprintOf(fixture: SshdFixture): Promise<string> {
+    const blob = (await fs.readFile(`${fixture.hostKeyPath}.pub`, 'utf8')).trim().split(/\s+/)[1]!;
+    return `SHA256:${createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
+  }
+
+  async function download(username: string, linkName: string): Promise<string> {
+    const links = await api().get(`/users/${username}/all_ovpn_links`);
+    const link = (links.body.links as Array<{ name: string; url: string }>).find((l) => l.name === linkName);
+    expect(link, `link ${linkName} in ${JSON.stringify(links.body)}`).to.not.equal(undefined);
+    const url = new URL(link!.url);
+    const res = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
+      let data = '';
+      r.on('data', (c: Buffer) => (data += c.toString()));
+      r.on('end', () => cb(null, data));
+    });
+    expect(res.status, String(res.body)).to.equal(200);
+    return res.body as string;
+  }
+
+  const userDetail = async (username: string) => (await api().get(`/users/${username}`)).body;
+  const nodesList = async () => (await api().get('/nodes')).body.nodes as Array<Record<string, unknown>>;
+
+  before(async function () {
+    const missing = vpnLabMissing([['openvpn', '--version'], ['nft', '--version']]) ?? sshdUnavailableReason();
+    requirePrerequisite(this, missing === null, missing ?? '');
+    const main = await lab.addNamespace('main');
+    for (const i of [0, 1]) {
+      const ns = await lab.addNamespace(`n${i + 1}`);
+      nodeNs.push(ns);
+      linkRoot(lab.ns(`n${i + 1}`), i + 1);
+      sshd.push(await startSshd({ netns: lab.ns(`n${i + 1}`), listenAddress: NODE_IP[i], port: 22, root: true }));
+    }
+    client = await lab.addNamespace('cl');
+    lab.link('n1', `${net}.3.1`, 'cl', `${net}.3.2`);
+    lab.route('cl', `${net}.1.0/24`, `${net}.3.1`);
+    h = await createHarness('sqlite', {
+      POLYGATE_DATA_DIR: `${lab.dir}/data`,
+      POLYGATE_PUBLIC_HOST: '10.99.255.1',
+      POLYGATE_OPENVPN_SUBNET_POOL: '10.8.0.0/16',
+    });
+    protocols = await startProtocols(h.core, {
+      host: main,
+      plugins: ['openvpn'],
+      pluginConfig: { openvpn: { keepaliveInterval: 1, keepaliveTimeout: 6, restartInitialMs: 200, bytecountIntervalSec: 1 } },
+      reconciler: { debounceMs: 50 },
+      nodes: { firewall: true, healthIntervalMs: 0, connectTimeoutMs: 8000 },
+    });
+    expect(h.core.plugins.get('openvpn', 'main')?.state, h.core.plugins.get('openvpn', 'main')?.reason).to.equal('available');
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    for (const c of clients) await c.stop().catch(() => undefined);
+    await protocols?.stop().catch(() => undefined);
+    await h?.close();
+    for (const s of sshd) await s.stop();
+    // Whatever still runs in our namespaces (a daemon a failed test left on a node) ends by PID.
+    for (const role of ['main', 'n1', 'n2', 'cl']) {
+      let pids: string[] = [];
+      try {
+        pids = execFileSync('ip', ['netns', 'pids', lab.ns(role)], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean);
+      } catch {
+        /* namespace never made */
+      }
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    for (const link of rootLinks) {
+      try {
+        execFileSync('ip', ['link', 'del', link], { stdio: 'pipe' });
+      } catch {
+        /* removed with its namespace */
+      }
+    }
+    await lab.cleanup();
+  });
+
+  afterEach(async function () {
+    for (const c of clients.splice(0)) await c.stop();
+    if (this.currentTest?.state === 'failed') for (const s of sshd) console.log(`--- sshd ${s.host} (tail) ---\n${s.log().split('\n').slice(-15).join('\n')}`);
+  });
+
+  it('two nodes added through the API with a password: 202, installing → active with progress, host key pinned, the panel key installed, the password dropped, no package installed', async () => {
+    const seen: Array<Set<string>> = [new Set(), new Set()];
+    for (const i of [0, 1]) {
+      h.services.nodes.nodeRoot = root(i);
+      const res = await api().post('/nodes', { name: `Node ${i + 1}`, ip_address: NODE_IP[i], ssh_username: sshd[i]!.username, ssh_password: sshd[i]!.password });
+      expect(res.status, JSON.stringify(res.body)).to.equal(202);
+      expect(res.body.message).to.equal('Node created and installation started in background.');
+      nodeIds.push(res.body.node_id);
+    }
+    // Watch both nodes until their jobs end: every status and message they showed on the way.
+    await until(async () => {
+      const rows = await Promise.all([0, 1].map(nodeRow));
+      rows.forEach((r, i) => seen[i]!.add(`${r!.status}: ${r!.status_message}`));
+      return rows.every((r) => r!.status !== 'installing');
+    }, 'both nodes to finish installing', 90_000, 20);
+    await h.services.nodes.jobs.waitForIdle(10_000);
+    for (const i of [0, 1]) {
+      const row = (await nodeRow(i))!;
+      const job = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[i]}` }))[0]!;
+      expect([row.status, row.status_message, job.status], `${job.message}`).to.deep.equal(['active', null, 'done']);
+      expect(job.progress).to.equal(100);
+      expect(job.message).to.equal('Node provisioned: openvpn running; packages already present (nftables, openvpn); firewall applied');
+      expect([...seen[i]!]).to.include.members([`installing: Checking packages`, `active: null`]);
+      // Pinned: the key the node's sshd really serves.
+      expect(row.ssh_host_key).to.equal(await fingerprintOf(sshd[i]!));
+      // The password is gone; the panel's key is sealed at rest and installed on the node.
+      expect(row.ssh_secret).to.equal(null);
+      expect(row.ssh_private_key).to.be.a('string').and.not.include('PRIVATE KEY');
+      const privateKey = h.core.ctx.secrets.open(row.ssh_private_key!);
+      expect(privateKey).to.include('BEGIN OPENSSH PRIVATE KEY');
+      const blob = publicKeyOf(privateKey).split(' ').slice(0, 2).join(' ');
+      expect(blob).to.match(/^ssh-ed25519 /);
+      const authorized = await fs.readFile(`/home/${sshd[i]!.username}/.ssh/authorized_keys`, 'utf8');
+      expect(authorized).to.include(blob);
+      expect(JSON.stringify(job)).to.not.include(sshd[i]!.password);
+      // Laid out under the root it was given; OpenVPN listens inside the node's namespace; its firewall opens the port.
+      expect(row.install_root).to.equal(root(i));
+      expect(existsSync(path.join(root(i), 'polygate-node.json'))).to.equal(true);
+      expect(existsSync(path.join(root(i), 'plugins/openvpn/conf/server-1194udp.conf'))).to.equal(true);
+      expect(nodePlugin(i)?.state, nodePlugin(i)?.reason).to.equal('available');
+      expect((await nodeNs[i]!.run(['ss', '-lnu'])).stdout).to.match(/:1194\b/);
+      expect((await nodeNs[i]!.run(['nft', 'list', 'table', 'inet', 'polygate'])).stdout).to.match(/udp dport 1194 counter .*accept/);
+    }
+    expect((await nodesList()).map((n) => [n.id, n.status, n.communication_method, n.is_tunnel])).to.deep.equal([
+      [nodeIds[0], 'active', 'ssh', false],
+      [nodeIds[1], 'active', 'ssh', false],
+    ]);
+  });
+
+  it('the password is no longer the credential: changed on the node, the panel still drives it with its key', async () => {
+    for (const s of sshd) s.setPassword(`changed-${randomBytes(9).toString('hex')}`);
+    expect(await runtime().checkNode(nodeIds[0]!)).to.deep.equal({ status: 'active', message: null });
+    // The node's plugin still answers over the key-authenticated connection.
+    const poll = await nodePlugin(0)!.instance!.pollSessions();
+    expect(poll.kind).to.equal('status-text');
+  });
+
+  it('a user with nodes ["node_1"] downloads the node profile, connects to node 1 from a third namespace, moves traffic, and is accounted on the user and on node 1', async () => {
+    const res = await api().post('/users', { username: 'nadia', nodes: [`node_${nodeIds[0]}`] });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    await protocols!.reconciler.idle();
+    const password = (await userDetail('nadia')).openvpn_password as string;
+    const profile = await download('nadia', `node_${nodeIds[0]}_udp`);
+    expect(profile).to.match(new RegExp(`remote ${NODE_IP[0]!.replace(/\./g, '\\.')} 1194 udp`));
+    const vpn = await startOpenVpnClient(lab, client, 'nadia', profile, ['nadia', password]);
+    clients.push(vpn);
+    await until(() => vpn.connected() || vpn.authFailed(), 'the client to connect', 30_000);
+    expect(vpn.connected(), vpn.lines.slice(-15).join('\n')).to.equal(true);
+    expect(await ping(client, '10.8.0.1', 50, 1000, 0.02)).to.equal(true);
+    await tick();
+    await tick();
+    expect((await userDetail('nadia')).is_online).to.equal(true);
+    await new Promise((r) => setTimeout(r, 2500));
+    await tick();
+    const link = await vpn.linkBytes();
+    const detail = await userDetail('nadia');
+    expect(link.write).to.be.greaterThan(50 * 1000);
+    expect(detail.upload_bytes, 'upload vs client writes').to.be.closeTo(link.write, link.write * 0.02);
+    expect(detail.download_bytes, 'download vs client reads').to.be.closeTo(link.read, link.read * 0.02);
+    const nodes = await nodesList();
+    const total = detail.upload_bytes + detail.download_bytes;
+    expect(nodes.find((n) => n.id === nodeIds[0])!.total_traffic_bytes).to.equal(total);
+    expect(nodes.find((n) => n.id === nodeIds[1])!.total_traffic_bytes).to.equal(0);
+
+    // Toggled off on the panel: cut on the node within one tick.
+    expect((await api().post('/users/nadia/toggle')).body.is_active).to.equal(false);
+    await h.core.accounting.flushEvents();
+    await tick();
+    expect(await exitedWithin(vpn.proc, 20_000), `the cut client exits:\n${vpn.lines.slice(-20).join('\n')}`).to.equal(true);
+  });
+
+  it('a node whose SSH host key changed is refused: status error naming the mismatch, its plugin out of service', async () => {
+    await sshd[1]!.replaceHostKey();
+    const checked = await runtime().checkNode(nodeIds[1]!);
+    expect(checked.status).to.equal('error');
+    expect(checked.message).to.match(/^SSH host key changed, node taken out of service: .*host key mismatch/);
+    const listed = (await nodesList()).find((n) => n.id === nodeIds[1])!;
+    expect([listed.status, listed.status_message]).to.deep.equal(['error', checked.message]);
+    expect(nodePlugin(1)?.state).to.equal('unavailable');
+    expect(h.core.plugins.offers('openvpn', `node_${nodeIds[1]}`)).to.equal(false);
+    // The row still pins the original key: nothing was re-trusted.
+    expect((await nodeRow(1))!.ssh_host_key).to.not.equal(await fingerprintOf(sshd[1]!));
+  });
+
+  it('DELETE node 1: 202, 423 while it runs, then its daemon, files, firewall table and the panel key are gone and its users lose it', async () => {
+    const pid = (nodePlugin(0)!.raw as OpenVpnPlugin).describe()[0]!.pid!;
+    expect(pid).to.be.a('number');
+    const privateKey = h.core.ctx.secrets.open((await nodeRow(0))!.ssh_private_key!);
+    let res = await api().delete(`/nodes/${nodeIds[0]}`);
+    expect(res.status).to.equal(202);
+    expect(res.body).to.deep.equal({ success: true, message: 'Deletion started' });
+    res = await api().delete(`/nodes/${nodeIds[0]}`);
+    expect(res.status).to.equal(423);
+    expect(res.body).to.deep.equal({ success: false, message: 'Deletion in progress...' });
+    await h.services.nodes.jobs.waitForIdle(60_000);
+    const job = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[0]}`, kind: 'node.delete' }))[0]!;
+    expect([job.status, job.message]).to.deep.equal(['done', 'Node deleted']);
+    expect(await nodeRow(0)).to.equal(null);
+    await until(() => !existsSync(`/proc/${pid}`), 'the node OpenVPN to exit', 10_000);
+    expect(existsSync(root(0)), 'node root removed').to.equal(false);
+    expect((await nodeNs[0]!.run(['nft', 'list', 'table', 'inet', 'polygate'])).code).to.not.equal(0);
+    const authorized = await fs.readFile(`/home/${sshd[0]!.username}/.ssh/authorized_keys`, 'utf8');
+    expect(authorized).to.not.include(publicKeyOf(privateKey).split(' ')[1]!);
+    expect((await User.findOne({ where: { username: 'nadia' }, raw: true }))!.nodes).to.equal('[]');
+    expect(h.core.plugins.get('openvpn', `node_${nodeIds[0]}`)).to.equal(undefined);
+  });
+
+  it('DELETE of the node with the changed host key fails (never trusted), and the next DELETE removes it in force mode', async () => {
+    let res = await api().delete(`/nodes/${nodeIds[1]}`);
+    expect(res.status).to.equal(202);
+    await h.services.nodes.jobs.waitForIdle(60_000);
+    const [failed] = await h.services.nodes.jobs.list({ target: `node_${nodeIds[1]}`, kind: 'node.delete' });
+    expect(failed!.status).to.equal('error');
+    expect(failed!.message).to.match(/^Deletion failed: .*host key mismatch/);
+    expect((await nodeRow(1))!.deletion_failed).to.be.oneOf([true, 1]);
+    res = await api().delete(`/nodes/${nodeIds[1]}`);
+    expect(res.status).to.equal(202);
+    await h.services.nodes.jobs.waitForIdle(60_000);
+    const forced = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[1]}`, kind: 'node.delete' }))[1]!;
+    expect([forced.status, forced.payload]).to.deep.equal(['done', { force: true }]);
+    expect(forced.message).to.match(/^Node deleted \(force mode; not cleaned: .*host key mismatch/);
+    expect(await nodeRow(1)).to.equal(null);
+  });
+});
