@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../../core/config';
 import { askDaemon, controlSocketPath, packageVersion } from '../../core/control';
-import { databaseKindOf, sqliteFileOf } from '../../core/backup/database';
+import { databaseKindOf, PG_CONNECT_TIMEOUT_MS, sqliteFileOf } from '../../core/backup/database';
 import net from 'node:net';
 import { Client } from 'pg';
 import sqlite3 from 'sqlite3';
@@ -58,7 +58,7 @@ async function offlineUsers(config: Config): Promise<{ users: number | null; rea
         db.close();
       }
     }
-    const client = new Client({ connectionString: config.databaseUrlResolved });
+    const client = new Client({ connectionString: config.databaseUrlResolved, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS });
     await client.connect();
     try {
       const r = await client.query<{ n: string }>('SELECT count(*) AS n FROM users');

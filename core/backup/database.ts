@@ -112,6 +112,8 @@ export function findPgTool(name: 'pg_dump' | 'pg_restore'): string {
 }
 
 const PG_TOOL_TIMEOUT_MS = 6 * 60 * 60 * 1000;
+/** An unreachable server fails the command with its reason instead of hanging it. */
+export const PG_CONNECT_TIMEOUT_MS = 10_000;
 
 export async function dumpPostgres(url: string, out: string): Promise<void> {
   const { argv, env, database } = pgConnection(url);
@@ -134,7 +136,7 @@ export async function restorePostgres(url: string, dump: string): Promise<void> 
  * where the data dir's control socket cannot see it).
  */
 export async function inspectPostgres(url: string): Promise<{ hasTables: boolean; otherSessions: number }> {
-  const client = new Client({ connectionString: url });
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS });
   await client.connect();
   try {
     const t = await client.query<{ n: string }>(`SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'schema_migrations'`);
@@ -147,7 +149,7 @@ export async function inspectPostgres(url: string): Promise<{ hasTables: boolean
 
 /** The newest migration a PostgreSQL database holds. */
 export async function postgresSchema(url: string): Promise<string | null> {
-  const client = new Client({ connectionString: url });
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS });
   await client.connect();
   try {
     const r = await client.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name DESC LIMIT 1');
