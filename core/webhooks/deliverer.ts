@@ -1,8 +1,11 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { Op } from 'sequelize';
 import type { CoreContext } from '../context';
 import { WebhookDelivery, WebhookEndpoint, WebhookEvent } from './models';
 import { retryDelayMs, type WebhookOptions } from './options';
 import { signatureHeader } from './signature';
+import { PrivateTargetError, publicOnlyLookup, refusedLiteral } from './targets';
 
 /** Pending rows looked at per round; heads beyond them wait for the next round. */
 const BATCH = 1000;
@@ -142,27 +145,25 @@ export class WebhookDeliverer {
     let status: number | null = null;
     let error: string | null = null;
     try {
-      const res = await fetch(endpoint.url, {
-        method: 'POST',
-        body: event.body,
-        // A redirect is never followed: it could point the signed body at another host.
-        redirect: 'manual',
-        signal: controller.signal,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'polygate-webhooks/1',
-          'x-polygate-event': event.type,
-          'x-polygate-delivery': String(d.id),
-          'x-polygate-signature': signatureHeader(secret, event.body, Math.floor(this.now() / 1000)),
-        },
+      const url = new URL(endpoint.url);
+      // A reseller's webhook reaches public addresses only (see targets.ts); checked on the address connected to.
+      const guard = endpoint.sub_admin_id != null && !this.options.resellerPrivateTargets;
+      const literal = guard ? refusedLiteral(url.hostname) : null;
+      if (literal) throw new PrivateTargetError(`${literal} is not a public address`);
+      status = await post(url, event.body, controller.signal, guard, {
+        'content-type': 'application/json',
+        'user-agent': 'polygate-webhooks/1',
+        'x-polygate-event': event.type,
+        'x-polygate-delivery': String(d.id),
+        'x-polygate-signature': signatureHeader(secret, event.body, Math.floor(this.now() / 1000)),
       });
-      status = res.status;
-      await res.body?.cancel().catch(() => undefined);
       if (status >= 300 && status < 400) error = `redirect (${status}) not followed`;
       else if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      error = controller.signal.aborted ? String((controller.signal.reason as Error)?.message ?? 'aborted') : (e.cause?.code ?? e.cause?.message ?? e.message);
+      const e = err as NodeJS.ErrnoException;
+      if (controller.signal.aborted) error = String((controller.signal.reason as Error)?.message ?? 'aborted');
+      else if (e instanceof PrivateTargetError) error = `refused: ${e.message} (a reseller's webhook may reach public addresses only)`;
+      else error = e.code ?? e.message;
     } finally {
       clearTimeout(timer);
       this.inFlight.delete(controller);
@@ -188,4 +189,24 @@ export class WebhookDeliverer {
     if (giveUp) this.ctx.logger.warn({ ...log, status, error }, 'webhook delivery given up');
     else this.ctx.logger.warn({ ...log, status, error, retry_at: next.toISOString() }, 'webhook delivery failed; will retry');
   }
+}
+
+/**
+ * One POST; resolves with the status once the answer's headers arrive (the body is drained and
+ * dropped). Never follows a redirect: node's http client does not.
+ */
+function post(url: URL, body: string, signal: AbortSignal, publicOnly: boolean, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(
+      url,
+      { method: 'POST', signal, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, ...(publicOnly ? { lookup: publicOnlyLookup as never } : {}) },
+      (res: IncomingMessage) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -33,6 +33,8 @@ export interface WebhookOptions {
   sweepMs: number;
   /** Deliveries in flight at once (each to a different user or endpoint). */
   concurrency: number;
+  /** Whether resellers' webhooks may point at loopback, private or link-local addresses (default no). */
+  resellerPrivateTargets: boolean;
 }
 
 const list = (name: string, min: number, max: number) =>
@@ -58,6 +60,7 @@ const ENV = {
   timeoutMs: ['POLYGATE_WEBHOOK_TIMEOUT_MS', int(100, 120_000), '10000'],
   sweepMs: ['POLYGATE_WEBHOOK_SWEEP_MS', int(1000, 86_400_000), '60000'],
   concurrency: ['POLYGATE_WEBHOOK_CONCURRENCY', int(1, 64), '8'],
+  resellerPrivateTargets: ['POLYGATE_WEBHOOK_RESELLER_PRIVATE_TARGETS', z.enum(['on', 'off']).transform((v) => v === 'on'), 'off'],
 } as const;
 
 /** The webhook settings from `POLYGATE_WEBHOOK_*`; an error names the variable at fault. */

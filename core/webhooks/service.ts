@@ -4,7 +4,8 @@ import { invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import { randomKey } from '../secrets';
 import { defineWebhookModels, WebhookDelivery, WebhookEndpoint, type DeliveryStatus } from './models';
-import { WEBHOOK_EVENT_TYPES, GLOBAL_ONLY_EVENTS, type WebhookEventType } from './options';
+import { WEBHOOK_EVENT_TYPES, GLOBAL_ONLY_EVENTS, type WebhookEventType, type WebhookOptions } from './options';
+import { refusedLiteral } from './targets';
 
 /** Per owner (the main admin, or one reseller): a bound on what every detection pass fans out to. */
 export const MAX_ENDPOINTS_PER_OWNER = 20;
@@ -52,6 +53,8 @@ export interface DeliveryView {
 export class WebhooksService {
   /** Called after a change that may leave enabled endpoints (the engine starts detecting). */
   private activation: (() => Promise<void>) | null = null;
+  /** The engine's options (shared, so a change applies to both). */
+  private options: Pick<WebhookOptions, 'resellerPrivateTargets'> = { resellerPrivateTargets: false };
 
   constructor(private readonly ctx: CoreContext) {
     defineWebhookModels(ctx.db.sequelize);
@@ -59,6 +62,10 @@ export class WebhooksService {
 
   onEndpointsChanged(fn: () => Promise<void>): void {
     this.activation = fn;
+  }
+
+  useOptions(options: Pick<WebhookOptions, 'resellerPrivateTargets'>): void {
+    this.options = options;
   }
 
   async list(principal: Principal): Promise<WebhookView[]> {
@@ -69,7 +76,7 @@ export class WebhooksService {
 
   async create(principal: Principal, input: WebhookInput): Promise<{ webhook: WebhookView; secret: string }> {
     if (input.url == null) throw invalid("Field 'url' is required.");
-    const url = checkUrl(input.url);
+    const url = this.checkTarget(checkUrl(input.url), principal);
     const events = checkEvents(input.events, principal);
     const secret = input.secret == null || input.secret === '' ? `whsec_${randomKey(32)}` : checkSecret(input.secret);
     const description = checkDescription(input.description);
@@ -88,7 +95,7 @@ export class WebhooksService {
     const changes: Partial<WebhookEndpoint> = {};
     if (input.url !== undefined) {
       if (input.url === null) throw invalid("Field 'url' cannot be null.");
-      changes.url = checkUrl(input.url);
+      changes.url = this.checkTarget(checkUrl(input.url), principal);
     }
     if (input.events !== undefined) changes.events = JSON.stringify(checkEvents(input.events, principal));
     if (input.enabled !== undefined) changes.enabled = input.enabled;
@@ -153,6 +160,14 @@ export class WebhooksService {
   /** Whether any endpoint is enabled (detection runs only then). */
   async anyEnabled(): Promise<boolean> {
     return (await WebhookEndpoint.count({ where: { enabled: true } })) > 0;
+  }
+
+  /** Names the deliverer would refuse for a reseller are refused here already (names resolving to one are refused at delivery). */
+  private checkTarget(url: string, principal: Principal): string {
+    if (principal.kind === 'sub_admin' && !this.options.resellerPrivateTargets && refusedLiteral(new URL(url).hostname)) {
+      throw invalid("Field 'url' must point at a public address: a reseller's webhook may not reach this server or its private network.");
+    }
+    return url;
   }
 
   private async owned(principal: Principal, id: number, transaction?: import('sequelize').Transaction): Promise<WebhookEndpoint> {

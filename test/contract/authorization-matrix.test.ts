@@ -110,6 +110,8 @@ async function createReseller(h: Harness, username: string): Promise<{ id: numbe
 
 async function buildWorld(kind: DatabaseKind): Promise<World> {
   const h = await createHarness(kind);
+  // Resellers' webhooks below point at loopback port 9 (nothing listens), refused by default.
+  Object.assign(h.core.webhooks.options, { resellerPrivateTargets: true });
   const own = await createReseller(h, 'reseller_own');
   const other = await createReseller(h, 'reseller_other');
   const inactive = await createReseller(h, 'reseller_inactive');

@@ -11,6 +11,7 @@ import { captureLogs } from '../../core/logger';
 import { MAIN_ADMIN } from '../../core/principal';
 import { verifySignature, type WebhookOptions } from '../../core/webhooks';
 import { WebhookDelivery } from '../../core/webhooks/models';
+import { publicOnlyLookup } from '../../core/webhooks/targets';
 import { createHarness, forEachDatabase, type DatabaseKind, type Harness } from '../helpers/harness';
 import { until } from '../helpers/vpn-lab';
 
@@ -254,6 +255,8 @@ function suite(kind: DatabaseKind) {
       const other = (await api('post', '/sub_admins').send({ username: 'other', password: 'other-password-1' })).body.sub_admin as { id: number; api_key: string };
       const mine = await new Receiver().start();
       const theirs = await new Receiver().start();
+      // The receivers are on loopback, where resellers' webhooks may not point by default.
+      Object.assign(h.core.webhooks.options, { resellerPrivateTargets: true });
       try {
         const global = await addWebhook({ url: rx.url, secret });
         const own = await addWebhook({ url: mine.url }, shop.api_key);
@@ -322,6 +325,30 @@ function suite(kind: DatabaseKind) {
       } finally {
         await elsewhere.close();
       }
+    });
+
+    it("a reseller's webhook may not point at this server or a private network (by name or address); the main admin's may", async () => {
+      const shop = (await api('post', '/sub_admins').send({ username: 'shop', password: 'shop-password-1' })).body.sub_admin as { id: number; api_key: string };
+      const refusal = "Field 'url' must point at a public address: a reseller's webhook may not reach this server or its private network.";
+      for (const url of [rx.url, 'http://localhost:8080/api/v1/users', 'http://[::1]:8080/', 'http://10.0.0.5/', 'http://169.254.169.254/latest/meta-data', 'http://[::ffff:127.0.0.1]/']) {
+        const res = await api('post', '/webhooks', shop.api_key).send({ url });
+        expect(res.status, url).to.equal(400);
+        expect(res.body).to.deep.equal({ success: false, message: refusal });
+      }
+      // Allowed when it was created; refused at delivery once the setting is off again.
+      Object.assign(h.core.webhooks.options, { resellerPrivateTargets: true });
+      const { webhook } = await addWebhook({ url: rx.url.replace('127.0.0.1', 'localhost') }, shop.api_key);
+      Object.assign(h.core.webhooks.options, { resellerPrivateTargets: false, maxAttempts: 1 });
+      await mkUser('shop_user', {}, shop.api_key);
+      await waitUntil('given up', async () => (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0]?.status === 'failed');
+      const d = (await api('get', `/webhooks/${webhook.id}/deliveries`)).body.deliveries[0];
+      expect(d.last_error).to.equal("refused: localhost is not a public address (a reseller's webhook may reach public addresses only)");
+      expect(rx.requests, 'nothing reached the loopback receiver').to.have.length(0);
+      // A name is checked on the addresses it resolves to (what the socket then connects to).
+      const resolved = await new Promise<Error | null>((resolve) => publicOnlyLookup('localhost', {}, (err) => resolve(err)));
+      expect(resolved?.message).to.match(/^localhost resolves to (127\.0\.0\.1|::1), not a public address$/);
+      const main = await api('post', '/webhooks').send({ url: rx.url });
+      expect(main.status, "the main admin's bot may run on this machine").to.equal(200);
     });
 
     it('logs deliveries without the secret or the URL path and query', async () => {
