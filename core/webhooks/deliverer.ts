@@ -1,13 +1,13 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { Op } from 'sequelize';
+import { Op, QueryTypes } from 'sequelize';
 import type { CoreContext } from '../context';
 import { WebhookDelivery, WebhookEndpoint, WebhookEvent } from './models';
 import { retryDelayMs, type WebhookOptions } from './options';
 import { signatureHeader } from './signature';
 import { PrivateTargetError, publicOnlyLookup, refusedLiteral } from './targets';
 
-/** Pending rows looked at per round; heads beyond them wait for the next round. */
+/** Heads (one per endpoint and subject) looked at per round; the rest wait for the next round. */
 const BATCH = 1000;
 
 /** Only scheme, host and port are logged: bots often carry a token in the path or query. */
@@ -96,18 +96,18 @@ export class WebhookDeliverer {
 
   /** Sends every due head once. Returns 0 to go again at once, a time to come back, or null (nothing pending). */
   private async round(): Promise<number | null> {
-    const rows = await WebhookDelivery.findAll({ where: { status: 'pending' }, order: [['id', 'ASC']], limit: BATCH, raw: true });
-    if (rows.length === 0) return null;
-    const endpoints = new Map((await WebhookEndpoint.findAll({ where: { id: { [Op.in]: [...new Set(rows.map((r) => r.endpoint_id))] } }, raw: true })).map((e) => [e.id, e]));
-    const heads = new Map<string, WebhookDelivery>();
-    for (const r of rows) {
-      const group = `${r.endpoint_id}|${r.subject}`;
-      if (!heads.has(group)) heads.set(group, r);
-    }
+    // Each (endpoint, subject)'s oldest pending delivery: many queued for one user cannot hide the others'.
+    const headIds = await this.ctx.db.sequelize.query<{ id: number }>(
+      `SELECT MIN(id) AS id FROM webhook_deliveries WHERE status = 'pending' GROUP BY endpoint_id, subject ORDER BY MIN(id) LIMIT ${BATCH}`,
+      { type: QueryTypes.SELECT },
+    );
+    if (headIds.length === 0) return null;
+    const heads = await WebhookDelivery.findAll({ where: { id: { [Op.in]: headIds.map((r) => Number(r.id)) } }, order: [['id', 'ASC']], raw: true });
+    const endpoints = new Map((await WebhookEndpoint.findAll({ where: { id: { [Op.in]: [...new Set(heads.map((r) => r.endpoint_id))] } }, raw: true })).map((e) => [e.id, e]));
     const now = this.now();
     const due: WebhookDelivery[] = [];
     let next: number | null = null;
-    for (const head of heads.values()) {
+    for (const head of heads) {
       // A disabled endpoint's deliveries wait (in order) until it is enabled again.
       if (!endpoints.get(head.endpoint_id)?.enabled) continue;
       const at = new Date(head.next_attempt_at).getTime();
