@@ -322,6 +322,8 @@ if [ "$UPGRADE" -eq 0 ]; then
   if [ "$START" -eq 1 ]; then
     systemctl enable --now polygate.service
     say "started; the admin API key is in $DATA_DIR/admin-api-key; logs: journalctl -u polygate -f"
+    # What is still missing on this machine for the chosen protocols (informational).
+    "$BIN_DIR/polygate" doctor || true
   else
     say "installed; start with: systemctl enable --now polygate"
   fi
