@@ -82,7 +82,11 @@ describe('subscription page in headless Chromium', function () {
       expect(res.status).to.equal(200);
       json.set(username, res.body);
     }
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      // panel.example.test (the public URL) reaches this daemon: a plain-http panel, which browsers do not treat as a secure context.
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP panel.example.test 127.0.0.1'],
+    });
     if (SHOTS) mkdirSync(SHOTS, { recursive: true });
   });
 
@@ -266,6 +270,48 @@ describe('subscription page in headless Chromium', function () {
       expect(new URL(page.url()).searchParams.get('token')).to.equal(new URL(links.get('active_user')!).searchParams.get('token'));
       expect((await page.locator('#usage h2').textContent())?.trim()).to.equal(en.messages.usage);
       await page.close();
+    });
+
+    it('dark mode (prefers-color-scheme: dark) keeps every text readable: no serious axe violation', async () => {
+      const dark = await browser!.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', extraHTTPHeaders: { 'Accept-Language': 'fa' } });
+      try {
+        for (const user of ['active_user', 'limited_user']) {
+          const page = await dark.newPage();
+          await page.goto(links.get(user)!);
+          expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).to.equal('rgb(13, 17, 23)');
+          await page.evaluate(readFileSync(AXE, 'utf8'));
+          const serious = await page.evaluate(async () => {
+            const r = await (window as unknown as { axe: { run(): Promise<{ violations: Array<{ id: string; impact: string }> }> } }).axe.run();
+            return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id);
+          });
+          expect(serious, user).to.deep.equal([]);
+          await page.close();
+        }
+      } finally {
+        await dark.close();
+      }
+    });
+
+    it('on a plain-http panel (no Clipboard API) the copy buttons still copy, by selection', async () => {
+      const insecure = await browser!.newContext({ viewport: { width: 390, height: 844 } });
+      await insecure.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+      try {
+        const page = await insecure.newPage();
+        const port = new URL(origin).port;
+        const link = new URL(links.get('active_user')!);
+        await page.goto(`http://panel.example.test:${port}${link.pathname}${link.search}`);
+        expect(await page.evaluate(() => window.isSecureContext), 'a plain-http origin').to.equal(false);
+        const password = json.get('active_user')!.protocols.l2tp.password as string;
+        const code = page.locator('section.card[data-protocol="l2tp"] code', { hasText: password }).first();
+        await page.locator(`button[data-copy-for="${await code.getAttribute('id')}"]`).click();
+        expect((await page.locator(`button[data-copy-for="${await code.getAttribute('id')}"] .t`).textContent())?.trim()).to.equal(en.messages.copied);
+        // Read back where the Clipboard API exists: the browser's clipboard is one.
+        const reader = await insecure.newPage();
+        await reader.goto(`${origin}/healthz`);
+        expect(await reader.evaluate(() => navigator.clipboard.readText())).to.equal(password);
+      } finally {
+        await insecure.close();
+      }
     });
 
     it('unknown user and wrong token: the same friendly localized 404 page, no trace of the user, no serious axe violation', async () => {
