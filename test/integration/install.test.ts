@@ -200,6 +200,18 @@ describe('install.sh / uninstall.sh against a temporary root', function () {
     expect(readFileSync(path.join(root, 'etc/other/keep.conf'), 'utf8')).to.equal('not ours');
   });
 
+  it('DESTDIR works as --root does, for both scripts', () => {
+    const r = run(INSTALL, ['--skip-npm', '--node', NODE], { DESTDIR: root });
+    expect(r.status, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.include(`installed under ${realpathSync(root)}`);
+    expect(existsSync(path.join(root, 'opt/polygate/current/dist/core/main.js'))).to.equal(true);
+    expect(existsSync(path.join(root, 'etc/systemd/system/polygate.service'))).to.equal(true);
+    const u = run(UNINSTALL, [], { DESTDIR: root });
+    expect(u.status, u.stdout + u.stderr).to.equal(0);
+    expect(existsSync(path.join(root, 'opt/polygate'))).to.equal(false);
+    expect(existsSync(path.join(root, 'etc/polygate/polygate.env'))).to.equal(true);
+  });
+
   it('refuses what it cannot do, saying why, before writing anything', () => {
     for (const [args, message] of [
       [['--protocols', 'openvpn,pptp'], "unknown protocol 'pptp'"],
