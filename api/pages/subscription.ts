@@ -302,15 +302,31 @@ interface KeptAnswer {
   /** The same body gzipped once (a page with a dozen QR codes shrinks to a fraction). */
   gzip: Buffer | null;
 }
-const KEPT_MAX = 5_000;
+/** What the kept answers may hold in all (a page with five servers per protocol is ~140 KiB, ~25 KiB gzipped). */
+const KEPT_BUDGET_BYTES = 64 * 1024 * 1024;
 const KEPT_FOR_MS = 60_000;
 /** Smaller bodies are sent as they are: compressing them saves less than it costs. */
 const GZIP_FROM_BYTES = 4096;
 const kept = new Map<string, KeptAnswer>();
+let keptBytes = 0;
+const sizeOf = (a: KeptAnswer) => a.body.length + (a.gzip?.length ?? 0);
 
+/** Oldest first out (a Map iterates in insertion order) once the budget is spent. */
 function keep(key: string, answer: KeptAnswer): void {
-  if (kept.size >= KEPT_MAX) kept.clear();
+  const previous = kept.get(key);
+  if (previous) {
+    kept.delete(key);
+    keptBytes -= sizeOf(previous);
+  }
+  const size = sizeOf(answer);
+  if (size > KEPT_BUDGET_BYTES / 16) return;
+  for (const [oldest, old] of kept) {
+    if (keptBytes + size <= KEPT_BUDGET_BYTES) break;
+    kept.delete(oldest);
+    keptBytes -= sizeOf(old);
+  }
   kept.set(key, answer);
+  keptBytes += size;
 }
 
 function answerOf(stamp: string, validUntil: number, mediaType: string, text: string, csp: string = NO_CONTENT_CSP): KeptAnswer {
