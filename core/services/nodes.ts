@@ -24,7 +24,6 @@ const MAIN_ADMIN_REQUIRED = 'Permission denied: Main admin API key required.';
 export const COMMUNICATION_METHODS = ['ssh'] as const;
 export const COMMUNICATION_METHOD_MESSAGE =
   "Field 'communication_method' must be 'ssh': polygate controls nodes over the pinned SSH connection only (no WireGuard or HTTP link is implemented).";
-export const SYNC_NOT_IMPLEMENTED = 'node sync is not implemented yet';
 
 export const NODE_JOB_KINDS = { provision: 'node.provision', sync: 'node.sync', delete: 'node.delete' } as const;
 
@@ -130,7 +129,7 @@ export class NodesService {
     if (!this.jobQueue) {
       const queue = new JobQueue({ logger: this.ctx.logger });
       queue.register<NodeProvisionPayload>(NODE_JOB_KINDS.provision, (job, control) => this.runProvision(job, control));
-      queue.register<NodeSyncPayload>(NODE_JOB_KINDS.sync, (job) => this.runSync(job));
+      queue.register<NodeSyncPayload>(NODE_JOB_KINDS.sync, (job, control) => this.runSync(job, control));
       queue.register<NodeDeletePayload>(NODE_JOB_KINDS.delete, (job, control) => this.runDelete(job, control));
       this.jobQueue = queue;
       queue.start().catch((err: unknown) => this.ctx.logger.error({ err }, 'node job queue failed to start'));
@@ -265,7 +264,8 @@ export class NodesService {
       set('sync_all_users', fields.sync_all_users, 'users');
       set('communication_method', fields.communication_method ?? undefined, 'communication');
       set('is_tunnel', fields.is_tunnel, 'meta');
-      if (fields.ssh_password !== undefined && !this.sameSecret(node.ssh_secret, fields.ssh_password)) {
+      // A provisioned node is reached with the panel's key; a password given now would only be a secret kept for nothing.
+      if (fields.ssh_password !== undefined && !node.ssh_private_key && !this.sameSecret(node.ssh_secret, fields.ssh_password)) {
         changes.ssh_secret = this.ctx.secrets.seal(fields.ssh_password);
         changed.add('ssh');
       }
@@ -353,18 +353,38 @@ export class NodesService {
     }
   }
 
-  private async runSync(job: JobView<NodeSyncPayload>): Promise<string> {
+  /**
+   * Brings a provisioned node in line after an edit. The reconciler already re-applies the
+   * node's plugins on `nodes.changed` (a port change restarts only that listener); this job
+   * waits for that pass and records how it went on the node. A change of how we log in
+   * (address, port, user) needs a new control connection: the node's daemons run on the old
+   * one, so they are restarted over the new one.
+   */
+  private async runSync(job: JobView<NodeSyncPayload>, control: JobControl): Promise<string> {
     const nodeId = nodeIdOfTarget(job.target);
     const services = Array.isArray(job.payload.services) ? job.payload.services : [];
     const remote = services.filter((s) => !PANEL_ONLY_SERVICES.includes(s));
     if (remote.length === 0) return services.length === 0 ? 'nothing changed' : 'nothing to sync on the node';
-    const node = await NodeRecord.findByPk(nodeId, { raw: true, attributes: ['id', 'status'] });
+    const node = await NodeRecord.findByPk(nodeId, { raw: true });
     if (!node) return 'node was deleted';
-    if (node.status !== 'deleting') {
-      await NodeRecord.update({ status: 'error', status_message: SYNC_NOT_IMPLEMENTED }, { where: { id: nodeId, status: { [Op.ne]: 'deleting' } } });
-      this.ctx.events.emit('nodes.changed', { nodeId });
+    if (!node.ssh_private_key || !node.install_root) return `nothing to sync: the node is not provisioned (${node.status})`;
+    const runtime = this.nodeRuntime;
+    if (!runtime) return 'nothing to sync: no protocol plugins run on this panel';
+    if (!['active', 'offline'].includes(node.status)) return `nothing to sync: the node is ${node.status}`;
+    if (remote.includes('ssh') || !runtime.get(nodeId)) {
+      await control.progress(30, 'Reconnecting to the node');
+      await runtime.detach(nodeId, { stopDaemons: true, closeHost: true });
+      await runtime.attach(node);
     }
-    throw new Error(SYNC_NOT_IMPLEMENTED);
+    await control.progress(60, `Applying ${remote.join(', ')} on the node`);
+    const failures = await runtime.syncNode(nodeId);
+    if (failures.length > 0) {
+      const message = `Sync failed: ${failures.join('; ')}`;
+      await NodeRecord.update({ status: 'error', status_message: message }, { where: { id: nodeId, status: { [Op.ne]: 'deleting' } } });
+      this.ctx.events.emit('nodes.changed', { nodeId });
+      throw new Error(message);
+    }
+    return `Synced on the node: ${remote.join(', ')}`;
   }
 
   private async runDelete(job: JobView<NodeDeletePayload>, control: JobControl): Promise<string> {

@@ -30,6 +30,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
   const rootLinks: string[] = [];
   let h: Harness;
   let protocols: RunningProtocols | undefined;
+  let protocolOptions: Parameters<typeof startProtocols>[1];
   let client: LocalHost;
   const nodeNs: LocalHost[] = [];
   const sshd: SshdFixture[] = [];
@@ -101,13 +102,14 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       POLYGATE_PUBLIC_HOST: '10.99.255.1',
       POLYGATE_OPENVPN_SUBNET_POOL: '10.8.0.0/16',
     });
-    protocols = await startProtocols(h.core, {
+    protocolOptions = {
       host: main,
       plugins: ['openvpn'],
       pluginConfig: { openvpn: { keepaliveInterval: 1, keepaliveTimeout: 6, restartInitialMs: 200, bytecountIntervalSec: 1 } },
       reconciler: { debounceMs: 50 },
       nodes: { firewall: true, healthIntervalMs: 0, connectTimeoutMs: 8000 },
-    });
+    };
+    protocols = await startProtocols(h.core, protocolOptions);
     expect(h.core.plugins.get('openvpn', 'main')?.state, h.core.plugins.get('openvpn', 'main')?.reason).to.equal('available');
   });
 
@@ -237,6 +239,32 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     await h.core.accounting.flushEvents();
     await tick();
     expect(await exitedWithin(vpn.proc, 20_000), `the cut client exits:\n${vpn.lines.slice(-20).join('\n')}`).to.equal(true);
+  });
+
+  it("PUT openvpn_port on node 1 moves only that node's listener (main's OpenVPN untouched), the firewall follows, the sync job says so", async () => {
+    const mainPid = (h.core.plugins.get('openvpn', 'main')!.raw as OpenVpnPlugin).describe()[0]!.pid;
+    const res = await h.http.put(`/api/v1/nodes/${nodeIds[0]}`).set('X-API-KEY', h.adminKey).send({ openvpn_port: 1195 });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    await h.services.nodes.jobs.waitForIdle(60_000);
+    const sync = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[0]}`, kind: 'node.sync' })).at(-1)!;
+    expect([sync.status, sync.message]).to.deep.equal(['done', 'Synced on the node: openvpn']);
+    const listening = (await nodeNs[0]!.run(['ss', '-lnu'])).stdout;
+    expect(listening).to.match(/:1195\b/);
+    expect(listening).to.not.match(/:1194\b/);
+    const table = (await nodeNs[0]!.run(['nft', 'list', 'table', 'inet', 'polygate'])).stdout;
+    expect(table).to.match(/udp dport 1195 counter .*accept/);
+    expect(table).to.not.match(/dport 1194/);
+    expect((h.core.plugins.get('openvpn', 'main')!.raw as OpenVpnPlugin).describe()[0]!.pid).to.equal(mainPid);
+    expect((await nodeRow(0))!.status).to.equal('active');
+  });
+
+  it('after a panel restart (protocols stopped and started again) the provisioned nodes come back with their key, pinned', async () => {
+    await protocols!.stop();
+    protocols = await startProtocols(h.core, protocolOptions);
+    for (const i of [0, 1]) expect(nodePlugin(i)?.state, nodePlugin(i)?.reason).to.equal('available');
+    await protocols.reconciler.idle();
+    await until(async () => /:1195\b/.test((await nodeNs[0]!.run(['ss', '-lnu'])).stdout), "node 1's OpenVPN listening again", 20_000);
+    expect(await runtime().checkNode(nodeIds[0]!)).to.deep.equal({ status: 'active', message: null });
   });
 
   it('a node whose SSH host key changed is refused: status error naming the mismatch, its plugin out of service', async () => {
