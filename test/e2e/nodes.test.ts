@@ -267,6 +267,21 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     expect(await runtime().checkNode(nodeIds[0]!)).to.deep.equal({ status: 'active', message: null });
   });
 
+  it('a node the panel cannot reach is shown offline, and active again once it answers', async () => {
+    const link = rootLinks[1]!;
+    execFileSync('ip', ['link', 'set', link, 'down'], { stdio: 'pipe' });
+    try {
+      const down = await runtime().checkNode(nodeIds[1]!);
+      expect(down.status).to.equal('offline');
+      expect(down.message).to.match(/^Unreachable: /);
+      expect((await nodesList()).find((n) => n.id === nodeIds[1])!.status).to.equal('offline');
+    } finally {
+      execFileSync('ip', ['link', 'set', link, 'up'], { stdio: 'pipe' });
+    }
+    await until(async () => (await runtime().checkNode(nodeIds[1]!)).status === 'active', 'node 2 to be active again', 30_000, 500);
+    expect((await nodeRow(1))!.status_message).to.equal(null);
+  });
+
   it('a node whose SSH host key changed is refused: status error naming the mismatch, its plugin out of service', async () => {
     await sshd[1]!.replaceHostKey();
     const checked = await runtime().checkNode(nodeIds[1]!);
