@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Logger } from '../core/logger';
 import type { Services } from '../core/services';
 import { createApp } from './server';
@@ -18,6 +18,8 @@ export interface ResellerListenerFailure extends ResellerListenerInfo {
 export interface ResellerListenersOptions {
   /** Address every reseller listener binds to (the daemon's POLYGATE_HOST). */
   host: string;
+  /** Makes each listener's server; with the panel on HTTPS, one with the panel's certificate (default plain HTTP). */
+  createServer?: (handler: RequestListener) => Server;
 }
 
 const keyOf = (info: { subAdminId: number; kind: ResellerListenerKind }) => `${info.subAdminId}:${info.kind}`;
@@ -124,7 +126,7 @@ export class ResellerListeners {
       this.services,
       info.kind === 'panel' ? { kind: 'reseller_panel', subAdminId: info.subAdminId } : { kind: 'reseller_subscription', subAdminId: info.subAdminId },
     );
-    const server = createServer(app);
+    const server = (this.options.createServer ?? createServer)(app);
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => {
         server.off('listening', onListening);

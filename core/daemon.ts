@@ -131,7 +131,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   started();
 
-  const listeners = config.resellerListeners === 'on' ? new ResellerListeners(services, { host: config.host }) : null;
+  const listeners = config.resellerListeners === 'on' ? new ResellerListeners(services, { host: config.host, ...(tls ? { createServer: (h) => tls!.serve(h) } : {}) }) : null;
   await listeners?.sync();
 
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;

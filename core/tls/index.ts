@@ -58,6 +58,8 @@ function signature(files: TlsFiles): string {
 
 export interface ReloadingHttpsServer {
   server: Server;
+  /** One more HTTPS server with the same certificate, following it on every reload (reseller ports). */
+  serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Server;
   /** Re-reads the files now if they changed (the poll calls it). */
   check(): boolean;
   stop(): void;
@@ -76,13 +78,22 @@ export function createReloadingHttpsServer(
 ): ReloadingHttpsServer {
   const log = logger.child({ component: 'tls' });
   let seen = signature(files);
-  const server = createServer(readPair(files), handler);
+  let pair = readPair(files);
+  const server = createServer(pair, handler);
+  const servers = new Set<Server>([server]);
+  const serve = (h: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+    const extra = createServer(pair, h);
+    servers.add(extra);
+    extra.on('close', () => servers.delete(extra));
+    return extra;
+  };
   const check = (): boolean => {
     const now = signature(files);
     if (now === seen) return false;
     seen = now;
     try {
-      server.setSecureContext(readPair(files));
+      pair = readPair(files);
+      for (const s of servers) s.setSecureContext(pair);
       log.info({ cert: files.cert }, 'TLS certificate reloaded');
       return true;
     } catch (err) {
@@ -93,5 +104,5 @@ export function createReloadingHttpsServer(
   const timer = setInterval(check, options.pollMs ?? DEFAULT_POLL_MS);
   timer.unref();
   server.on('close', () => clearInterval(timer));
-  return { server, check, stop: () => clearInterval(timer) };
+  return { server, serve, check, stop: () => clearInterval(timer) };
 }

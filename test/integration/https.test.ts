@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -109,6 +110,43 @@ describe('HTTPS (POLYGATE_TLS_CERT / POLYGATE_TLS_KEY)', function () {
       served = (await get(`${daemon.url}/healthz`, ca)).serial;
     }
     expect(served, 'once the key matches, the pair is taken').to.equal(certs.pairs[0]!.serial);
+  });
+
+  it('a reseller\'s own subscription port is HTTPS with the panel\'s certificate too (its links say https), and follows a replaced one', async () => {
+    copyFileSync(certs.pairs[0]!.cert, certFile);
+    copyFileSync(certs.pairs[0]!.key, keyFile);
+    daemon = await startPanel(await newPanel('sqlite', { tlsCert: certFile, tlsKey: keyFile, resellerListeners: 'on' }));
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const made = await new Promise<number>((resolve, reject) => {
+      const req = https.request(`${daemon!.url}/api/v1/sub_admins`, { method: 'POST', ca, agent: false, headers: { 'X-API-KEY': daemon!.core.generatedAdminKey!, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ username: 'tls_reseller', password: 'tls-reseller-pass', subscription_port: port }));
+    });
+    expect(made).to.equal(200);
+    const url = `https://127.0.0.1:${port}/sub/nobody?token=x`;
+    let first: { status: number; serial: string } | undefined;
+    for (let i = 0; i < 40 && !first; i++) {
+      first = await get(url, ca).catch(() => undefined);
+      if (!first) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(first?.serial, 'the reseller port answers TLS with the panel certificate').to.equal(certs.pairs[0]!.serial);
+    replace(certs.pairs[1]!.cert, certFile);
+    replace(certs.pairs[1]!.key, keyFile);
+    const deadline = Date.now() + 8000;
+    let served = first!.serial;
+    while (served !== certs.pairs[1]!.serial && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      served = (await get(url, ca)).serial;
+    }
+    expect(served).to.equal(certs.pairs[1]!.serial);
   });
 
   it('a certificate without its key is a configuration error naming the missing setting; an unreadable one stops the start naming the setting', async () => {
