@@ -119,6 +119,22 @@ export const webhooksRouter = router({
       deliveries: (await ctx.services.webhooks.deliveries(ctx.principal, input.id, { status: input.status, limit: input.limit })).map(toDelivery),
     })),
 
+  test: authedProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/webhooks/{id}/test',
+        tags,
+        summary: 'Send a signed webhook.test event to this webhook now (also while disabled), to check the URL and the secret',
+        protect: true,
+      },
+      example: { params: { id: 1 } },
+      answers: notFound,
+    })
+    .input(strictInput({ id: webhookId }))
+    .output(z.object({ success: z.literal(true), message: z.literal('Test event queued.'), event_id: z.string(), delivery_id: z.number().int().describe('See GET /webhooks/{id}/deliveries for how it went.') }))
+    .mutation(async ({ ctx, input }) => ({ success: true as const, message: 'Test event queued.' as const, ...(await ctx.services.webhooks.test(ctx.principal, input.id)) })),
+
   delete: authedProcedure
     .meta({
       openapi: { method: 'DELETE', path: '/webhooks/{id}', tags, summary: 'Delete a webhook and its queued deliveries', protect: true },

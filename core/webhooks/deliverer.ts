@@ -7,6 +7,9 @@ import { retryDelayMs, type WebhookOptions } from './options';
 import { signatureHeader } from './signature';
 import { PrivateTargetError, publicOnlyLookup, refusedLiteral } from './targets';
 
+/** Subject of `webhook.test` events (see WebhooksService.test). */
+export const TEST_SUBJECT_PREFIX = 'webhook:';
+
 /** Heads (one per endpoint and subject) looked at per round; the rest wait for the next round. */
 const BATCH = 1000;
 
@@ -108,8 +111,10 @@ export class WebhookDeliverer {
     const due: WebhookDelivery[] = [];
     let next: number | null = null;
     for (const head of heads) {
-      // A disabled endpoint's deliveries wait (in order) until it is enabled again.
-      if (!endpoints.get(head.endpoint_id)?.enabled) continue;
+      // A disabled endpoint's deliveries wait (in order) until it is enabled again; a test
+      // event (its own subject) goes out anyway, to check an endpoint before enabling it.
+      const endpoint = endpoints.get(head.endpoint_id);
+      if (!endpoint || (!endpoint.enabled && !head.subject.startsWith(TEST_SUBJECT_PREFIX))) continue;
       const at = new Date(head.next_attempt_at).getTime();
       if (at <= now) due.push(head);
       else next = next == null ? at : Math.min(next, at);

@@ -40,7 +40,7 @@ export class WebhookEngine {
     this.options = { ...webhookOptionsFromEnv(), ...options };
     this.detector = new WebhookDetector(ctx, this.options);
     this.deliverer = new WebhookDeliverer(ctx, this.options);
-    service.useOptions(this.options);
+    service.useOptions(this.options, () => this.deliverer.wake());
   }
 
   /** Subscribes to domain events; if endpoints exist, a full pass finds what a crash left undetected. */

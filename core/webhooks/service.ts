@@ -1,11 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { fn, col, Op } from 'sequelize';
 import type { CoreContext } from '../context';
 import { invalid, notFound } from '../errors';
 import type { Principal } from '../principal';
 import { randomKey } from '../secrets';
-import { defineWebhookModels, WebhookDelivery, WebhookEndpoint, type DeliveryStatus } from './models';
+import { defineWebhookModels, WebhookDelivery, WebhookEndpoint, WebhookEvent, type DeliveryStatus } from './models';
 import { WEBHOOK_EVENT_TYPES, GLOBAL_ONLY_EVENTS, type WebhookEventType, type WebhookOptions } from './options';
 import { refusedLiteral } from './targets';
+import { TEST_SUBJECT_PREFIX } from './deliverer';
 
 /** Per owner (the main admin, or one reseller): a bound on what every detection pass fans out to. */
 export const MAX_ENDPOINTS_PER_OWNER = 20;
@@ -53,6 +55,8 @@ export interface DeliveryView {
 export class WebhooksService {
   /** Called after a change that may leave enabled endpoints (the engine starts detecting). */
   private activation: (() => Promise<void>) | null = null;
+  /** Tells the deliverer something was queued. */
+  private queued: () => void = () => undefined;
   /** The engine's options (shared, so a change applies to both). */
   private options: Pick<WebhookOptions, 'resellerPrivateTargets'> = { resellerPrivateTargets: false };
 
@@ -64,8 +68,32 @@ export class WebhooksService {
     this.activation = fn;
   }
 
-  useOptions(options: Pick<WebhookOptions, 'resellerPrivateTargets'>): void {
+  useOptions(options: Pick<WebhookOptions, 'resellerPrivateTargets'>, queued: () => void): void {
     this.options = options;
+    this.queued = queued;
+  }
+
+  /**
+   * Queues a `webhook.test` event to this one endpoint (enabled or not: it is how an operator
+   * checks the URL and the secret before enabling it), delivered, signed and retried like any.
+   */
+  async test(principal: Principal, id: number): Promise<{ event_id: string; delivery_id: number }> {
+    const now = this.ctx.clock.now();
+    const queued = await this.ctx.db.transaction(async (transaction) => {
+      const endpoint = await this.owned(principal, id, transaction);
+      const eventId = `evt_${randomBytes(12).toString('hex')}`;
+      const subject = `${TEST_SUBJECT_PREFIX}${endpoint.id}`;
+      const body = JSON.stringify({ id: eventId, type: 'webhook.test', occurred_at: now.toISOString(), data: { webhook_id: endpoint.id, sub_admin_id: endpoint.sub_admin_id } });
+      await WebhookEvent.create({ id: eventId, occurrence_key: `webhook.test:${eventId}`, type: 'webhook.test', subject, owner_id: endpoint.sub_admin_id, occurred_at: now, body }, { transaction });
+      const at = new Date();
+      const delivery = await WebhookDelivery.create(
+        { event_id: eventId, endpoint_id: endpoint.id, subject, next_attempt_at: at, created_at: at, last_attempt_at: null, last_status_code: null, last_error: null, delivered_at: null },
+        { transaction },
+      );
+      return { event_id: eventId, delivery_id: delivery.id };
+    });
+    this.queued();
+    return queued;
   }
 
   async list(principal: Principal): Promise<WebhookView[]> {

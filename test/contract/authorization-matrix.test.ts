@@ -74,6 +74,7 @@ const REQUESTS: Record<string, { body: Body | null }> = {
   'POST /webhooks': { body: { url: 'http://127.0.0.1:9/matrix-hook' } },
   'PUT /webhooks/{id}': { body: { description: 'edited by the authorization matrix' } },
   'GET /webhooks/{id}/deliveries': { body: null },
+  'POST /webhooks/{id}/test': { body: null },
   'DELETE /webhooks/{id}': { body: null },
 };
 

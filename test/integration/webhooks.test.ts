@@ -130,6 +130,21 @@ function suite(kind: DatabaseKind) {
       expect(verifySignature(secret, r.raw.replace('alice', 'alicf'), r.headers['x-polygate-signature'] as string, now), 'nor over a changed body').to.equal(false);
     });
 
+    it('POST /webhooks/{id}/test sends a signed webhook.test at once, also while the webhook is disabled', async () => {
+      const { webhook } = await addWebhook({ url: rx.url, secret, enabled: false });
+      const res = await api('post', `/webhooks/${webhook.id}/test`);
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      expect(res.body).to.include({ success: true, message: 'Test event queued.' });
+      await waitUntil('the test event', () => rx.delivered().length === 1);
+      const r = rx.delivered()[0]!;
+      expect(r.body).to.deep.include({ id: res.body.event_id, type: 'webhook.test', data: { webhook_id: webhook.id, sub_admin_id: null } });
+      expect(r.headers['x-polygate-delivery']).to.equal(String(res.body.delivery_id));
+      expect(verifySignature(secret, r.raw, r.headers['x-polygate-signature'] as string, Math.floor(Date.now() / 1000))).to.equal(true);
+      await mkUser('alice');
+      await h.core.webhooks.sweep();
+      expect(rx.requests, 'a disabled webhook still gets no events').to.have.length(1);
+    });
+
     it('retries after 500s with the same event id and body, then records it delivered', async () => {
       let failures = 3;
       rx.answer = () => (failures-- > 0 ? 500 : 200);
