@@ -331,6 +331,8 @@ elif [ "$RESTART" -eq 1 ] && systemctl is-active --quiet polygate.service; then
   # Today a restart ends every VPN session (the daemons are polygate's children); clients reconnect.
   say "restarting polygate (VPN sessions are cut for a few seconds; --no-restart to choose the moment)"
   systemctl restart polygate.service
-else
+elif systemctl is-active --quiet polygate.service; then
   say "upgraded; the running daemon keeps the old release until: systemctl restart polygate"
+else
+  say "upgraded; polygate is not running: systemctl start polygate"
 fi
