@@ -207,7 +207,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     expect(poll.kind).to.equal('status-text');
   });
 
-  it('a user with nodes ["node_1"] downloads the node profile, connects to node 1 from a third namespace, moves traffic, and is accounted on the user and on node 1', async () => {
+  it('a user with nodes ["node_1"] downloads the node profile, connects to node 1 from a third namespace, moves traffic, is accounted on the user and on node 1, keeps its session through a short panel↔node outage, and is cut on the node within one tick of a toggle', async () => {
     const res = await api().post('/users', { username: 'nadia', nodes: [`node_${nodeIds[0]}`] });
     expect(res.status, JSON.stringify(res.body)).to.equal(200);
     await protocols!.reconciler.idle();
@@ -233,6 +233,26 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     const total = detail.upload_bytes + detail.download_bytes;
     expect(nodes.find((n) => n.id === nodeIds[0])!.total_traffic_bytes).to.equal(total);
     expect(nodes.find((n) => n.id === nodeIds[1])!.total_traffic_bytes).to.equal(0);
+
+    // The panel↔node link goes down while the client keeps sending: the node keeps serving the
+    // live session on its own, and once the link is back its cumulative counters are counted once.
+    execFileSync('ip', ['link', 'set', rootLinks[0]!, 'down'], { stdio: 'pipe' });
+    let servedAlone: boolean;
+    try {
+      servedAlone = await ping(client, '10.8.0.1', 100, 1000, 0.05);
+    } finally {
+      execFileSync('ip', ['link', 'set', rootLinks[0]!, 'up'], { stdio: 'pipe' });
+    }
+    expect(servedAlone, 'traffic through node 1 while the panel cannot reach it').to.equal(true);
+    await new Promise((r) => setTimeout(r, 2500));
+    await tick();
+    await tick();
+    const after = await vpn.linkBytes();
+    const counted = await userDetail('nadia');
+    expect(after.write - link.write).to.be.greaterThan(90 * 1000);
+    expect(counted.upload_bytes, 'upload across the outage').to.be.closeTo(after.write, after.write * 0.02);
+    expect(counted.download_bytes, 'download across the outage').to.be.closeTo(after.read, after.read * 0.02);
+    expect(vpn.lines.filter((l) => l.includes('Initialization Sequence Completed')), 'the session never dropped').to.have.length(1);
 
     // Toggled off on the panel: cut on the node within one tick.
     expect((await api().post('/users/nadia/toggle')).body.is_active).to.equal(false);
