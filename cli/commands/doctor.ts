@@ -6,7 +6,9 @@ import type { Config } from '../../core/config';
 import { defaultPortsOf } from '../../core/config';
 import { findPgTool } from '../../core/backup/database';
 import { daemonRunning } from '../../core/control';
+import type { ProgramRequirement } from '../../core/plugin/types';
 import { PROTOCOLS } from '../../core/protocols/table';
+import { allPluginRequirements, FIREWALL_REQUIREMENTS, PANEL_REQUIREMENTS } from '../../core/requirements';
 import { cliConfig, type GlobalOptions } from '../config';
 import { EXIT } from '../exit-codes';
 
@@ -33,20 +35,12 @@ interface Program {
   unlessKernelModule?: string;
 }
 
-const PROGRAMS: Program[] = [
-  { name: 'openssl', pkg: 'openssl', neededBy: 'core' },
-  { name: 'ip', pkg: 'iproute2', neededBy: 'core' },
-  { name: 'nft', pkg: 'nftables', neededBy: 'firewall' },
-  { name: 'openvpn', pkg: 'openvpn', neededBy: 'openvpn' },
-  { name: 'ocserv', pkg: 'ocserv', neededBy: 'ocserv' },
-  { name: 'occtl', pkg: 'ocserv', neededBy: 'ocserv' },
-  { name: 'wg', pkg: 'wireguard-tools', neededBy: 'wireguard' },
-  { name: 'wireguard-go', pkg: 'wireguard-go', neededBy: 'wireguard', unlessKernelModule: 'wireguard' },
-  { name: 'charon', pkg: 'strongswan-charon libcharon-extauth-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins', neededBy: 'l2tp-ipsec', alsoAt: ['/usr/lib/ipsec/charon', '/usr/libexec/ipsec/charon'] },
-  { name: 'swanctl', pkg: 'strongswan-swanctl', neededBy: 'l2tp-ipsec' },
-  { name: 'xl2tpd', pkg: 'xl2tpd', neededBy: 'l2tp-ipsec' },
-  { name: 'pppd', pkg: 'ppp', neededBy: 'l2tp-ipsec', alsoAt: ['/usr/sbin/pppd'] },
-];
+/** The panel's own programs, then each plugin's as it declares them (one list per plugin, in the plugin). */
+function programs(): Program[] {
+  const of = (neededBy: string, list: readonly ProgramRequirement[]): Program[] =>
+    list.map((r) => ({ name: r.program, pkg: r.debianPackages.join(' '), neededBy, ...(r.alsoAt ? { alsoAt: [...r.alsoAt] } : {}), ...(r.unlessKernelModule ? { unlessKernelModule: r.unlessKernelModule } : {}) }));
+  return [...of('core', PANEL_REQUIREMENTS), ...of('firewall', FIREWALL_REQUIREMENTS), ...allPluginRequirements().flatMap((p) => of(p.plugin, p.requirements))];
+}
 
 /** Where `name` is on PATH (plus the usual sbin directories, which a non-root PATH may lack). */
 export function findProgram(name: string, alsoAt: string[] = [], dirs: readonly string[] = defaultProgramDirs()): string | null {
@@ -95,7 +89,7 @@ export async function runChecks(config: Config, options: { programDirs?: string[
   const isRoot = process.getuid?.() === 0;
   const needed = (p: Program) => p.neededBy === 'core' || (p.neededBy === 'firewall' ? config.firewall === 'auto' : enabled.has(p.neededBy));
 
-  for (const p of PROGRAMS) {
+  for (const p of programs()) {
     if (p.unlessKernelModule && existsSync(`/sys/module/${p.unlessKernelModule}`)) {
       checks.push({ group: 'binaries', name: p.name, state: 'info', detail: `not needed: the ${p.unlessKernelModule} kernel module is loaded` });
       continue;

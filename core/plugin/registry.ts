@@ -35,6 +35,15 @@ export type PluginState = 'available' | 'unavailable';
 /** `openvpn@main`, `wireguard@node_3`: one protocol on one server. */
 export const pluginSourceId = (protocol: ProtocolId, serverId: string) => `${protocol}@${serverId}`;
 const MAIN_SERVER_ID = 'main';
+const DEFAULT_PLUGINS_DIR = path.resolve(__dirname, '../../plugins');
+
+/** A plugin's definition by name (`plugins/<name>`), shape- and version-checked; throws saying what is wrong. */
+export function loadPluginDefinition(name: string, pluginsDir = DEFAULT_PLUGINS_DIR): ProtocolPluginDefinition<unknown> {
+  if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name)) throw new Error('plugin names are lowercase letters, digits and dashes');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(path.join(pluginsDir, name)) as { default?: unknown };
+  return checkDefinition(mod.default ?? mod);
+}
 
 export interface RegisteredPlugin {
   /** `protocol@serverId`. */
@@ -117,7 +126,7 @@ export class PluginRegistry {
     options: PluginRegistryOptions = {},
   ) {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
-    this.pluginsDir = options.pluginsDir ?? path.resolve(__dirname, '../../plugins');
+    this.pluginsDir = options.pluginsDir ?? DEFAULT_PLUGINS_DIR;
     this.logger = ctx.logger.child({ component: 'plugins' });
   }
 
@@ -133,10 +142,7 @@ export class PluginRegistry {
   async load(name: string, options: AddPluginOptions): Promise<RegisteredPlugin> {
     let definition: ProtocolPluginDefinition<unknown>;
     try {
-      if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name)) throw new Error('plugin names are lowercase letters, digits and dashes');
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require(path.join(this.pluginsDir, name)) as { default?: unknown };
-      definition = checkDefinition(mod.default ?? mod);
+      definition = loadPluginDefinition(name, this.pluginsDir);
     } catch (err) {
       const reason = `plugin '${name}' could not be loaded: ${(err as Error).message}`;
       const protocol = protocolOfPluginName(name)?.id;

@@ -253,11 +253,28 @@ export interface CustomerFact {
   value: string;
 }
 
+/** A program a plugin's daemon needs on its host, and where it comes from. */
+export interface ProgramRequirement {
+  /** Looked up on PATH and the sbin directories. */
+  program: string;
+  /** Places outside PATH where distributions install it (`/usr/lib/ipsec/charon`). */
+  alsoAt?: readonly string[];
+  /** Debian/Ubuntu packages that bring it and what it needs to work (charon's plugins). */
+  debianPackages: readonly string[];
+  /** Needed only while this kernel module is absent (wireguard-go stands in for it). */
+  unlessKernelModule?: string;
+}
+
 export interface ProtocolPluginDefinition<Config = unknown> {
   id: ProtocolId;
   /** `major.minor` of the plugin API it was built for, e.g. `2.0`. */
   apiVersion: string;
   capabilities: PluginCapabilities;
+  /**
+   * What its daemon needs installed, for `polygate doctor` and for provisioning nodes (one
+   * list, the plugin's: a new protocol brings its own).
+   */
+  requirements?: readonly ProgramRequirement[];
   configSchema: z.ZodType<Config>;
   create(ctx: PluginContext<Config>): ProtocolPluginInstance;
 }

@@ -876,6 +876,17 @@ const l2tpPlugin = defineProtocolPlugin<L2tpConfig>({
   id: 'l2tp',
   apiVersion: '2.0',
   capabilities: L2TP_CAPABILITIES,
+  requirements: [
+    // Without the standard plugins charon cannot negotiate; gcrypt (extra) brings MSCHAPv2's MD4/DES.
+    {
+      program: 'charon',
+      alsoAt: ['/usr/lib/ipsec/charon', '/usr/libexec/ipsec/charon'],
+      debianPackages: ['strongswan-charon', 'libcharon-extra-plugins', 'libcharon-extauth-plugins', 'libstrongswan-extra-plugins', 'libstrongswan-standard-plugins'],
+    },
+    { program: 'swanctl', debianPackages: ['strongswan-swanctl'] },
+    { program: 'xl2tpd', debianPackages: ['xl2tpd'] },
+    { program: 'pppd', alsoAt: ['/usr/sbin/pppd'], debianPackages: ['ppp'] },
+  ],
   configSchema: l2tpConfigSchema,
   create: (ctx) => new L2tpIpsecPlugin(ctx),
 });

@@ -559,6 +559,10 @@ const ocservPlugin = defineProtocolPlugin<OcservConfig>({
   id: 'cisco',
   apiVersion: '2.0',
   capabilities: OCSERV_CAPABILITIES,
+  requirements: [
+    { program: 'ocserv', debianPackages: ['ocserv'] },
+    { program: 'occtl', debianPackages: ['ocserv'] },
+  ],
   configSchema: ocservConfigSchema,
   create: (ctx) => new OcservPlugin(ctx),
 });

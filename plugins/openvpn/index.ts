@@ -613,6 +613,7 @@ const openvpnPlugin = defineProtocolPlugin<OpenVpnConfig>({
   id: 'openvpn',
   apiVersion: '2.0',
   capabilities: OPENVPN_CAPABILITIES,
+  requirements: [{ program: 'openvpn', debianPackages: ['openvpn'] }],
   configSchema: openVpnConfigSchema,
   create: (ctx) => new OpenVpnPlugin(ctx),
 });

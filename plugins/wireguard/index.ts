@@ -681,6 +681,10 @@ const wireguardPlugin = defineProtocolPlugin<WireGuardConfig>({
   id: 'wireguard',
   apiVersion: '2.0',
   capabilities: WIREGUARD_CAPABILITIES,
+  requirements: [
+    { program: 'wg', debianPackages: ['wireguard-tools'] },
+    { program: 'wireguard-go', debianPackages: ['wireguard-go'], unlessKernelModule: 'wireguard' },
+  ],
   configSchema: wireGuardConfigSchema,
   create: (ctx) => new WireGuardPlugin(ctx),
 });
