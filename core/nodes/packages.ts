@@ -25,6 +25,7 @@ export const NODE_REQUIREMENTS: Readonly<Record<ProtocolId | 'firewall', readonl
     { program: 'ocserv', debianPackage: 'ocserv' },
     { program: 'occtl', debianPackage: 'ocserv' },
   ],
+  // wireguard-go only matters without the kernel module; the plugin checks which one it can use.
   wireguard: [{ program: 'wg', debianPackage: 'wireguard-tools' }],
   firewall: [{ program: 'nft', debianPackage: 'nftables' }],
 };

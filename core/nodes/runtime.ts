@@ -19,6 +19,12 @@ export interface NodeRuntimeOptions {
   healthIntervalMs?: number;
   /** Limit for reaching a node (connect + handshake + authentication); default 15 s. */
   connectTimeoutMs?: number;
+  /**
+   * Settings laid over the shared plugin settings on one node, by plugin name. Nodes are
+   * separate machines and need none; tests whose nodes share one filesystem use it for names
+   * that must differ (WireGuard's interface, whose UAPI socket lives in /var/run/wireguard).
+   */
+  pluginConfigFor?: (serverId: string) => Record<string, Record<string, unknown>>;
 }
 
 /** A node whose plugins are registered: its one control connection and its firewall. */
@@ -49,6 +55,7 @@ export class NodeRuntime {
   private firewallQueue: Promise<unknown> = Promise.resolve();
   readonly firewallEnabled: boolean;
   readonly connectTimeoutMs: number;
+  private readonly pluginConfigFor: NodeRuntimeOptions['pluginConfigFor'];
   private closed = false;
 
   constructor(
@@ -60,6 +67,7 @@ export class NodeRuntime {
     this.log = core.ctx.logger.child({ component: 'nodes' });
     this.firewallEnabled = options.firewall ?? core.ctx.config.firewall !== 'off';
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+    this.pluginConfigFor = options.pluginConfigFor;
     const refresh = () => {
       for (const id of this.attached.keys()) void this.applyFirewall(id).catch((err: Error) => this.log.warn({ nodeId: id, err: err.message }, 'node firewall sync failed; retried on the next change'));
     };
@@ -103,7 +111,12 @@ export class NodeRuntime {
     const firewall = this.firewallEnabled ? new Firewall({ host, logger: this.core.ctx.logger, processUid: null }) : null;
     this.attached.set(node.id, { nodeId: node.id, serverId, host, root, firewall });
     // Customers dial the node's own address: plugins put it in certificates and profiles.
-    return loadPluginsOn(this.core, this.set, { serverId, host, publicHost: node.ip_address, stateDirOf: (p) => nodePluginDir(root, p) });
+    const overrides = this.pluginConfigFor?.(serverId) ?? {};
+    const set: PluginSet = {
+      plugins: this.set.plugins,
+      pluginConfig: Object.fromEntries(this.set.plugins.map((name) => [name, { ...(this.set.pluginConfig?.[name] ?? {}), ...(overrides[name] ?? {}) }])),
+    };
+    return loadPluginsOn(this.core, set, { serverId, host, publicHost: node.ip_address, stateDirOf: (p) => nodePluginDir(root, p) });
   }
 
   /**

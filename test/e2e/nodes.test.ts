@@ -11,6 +11,7 @@ import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
 import { requirePrerequisite } from '../helpers/prereq';
 import { sshdUnavailableReason, startSshd, type SshdFixture } from '../helpers/sshd';
+import { startWgClient } from '../fixtures/wireguard/wg-client';
 import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
 
 /*
@@ -21,6 +22,10 @@ import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, t
  * an SshHost and applies the node's firewall. A real OpenVPN client in a third namespace
  * connects to node 1 with the profile the API serves.
  */
+/** WireGuard's default client pool and its server address (the plugin takes the first host). */
+const WG_POOL = '10.66.0.0/16';
+const WG_SERVER = '10.66.0.1';
+
 describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a node)', function () {
   this.timeout(150_000);
   const lab = new NetLab();
@@ -85,7 +90,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
   const nodesList = async () => (await api().get('/nodes')).body.nodes as Array<Record<string, unknown>>;
 
   before(async function () {
-    const missing = vpnLabMissing([['openvpn', '--version'], ['nft', '--version']]) ?? sshdUnavailableReason();
+    const missing = vpnLabMissing([['openvpn', '--version'], ['nft', '--version'], ['wg', '--version'], ['wireguard-go', '--version']]) ?? sshdUnavailableReason();
     requirePrerequisite(this, missing === null, missing ?? '');
     const main = await lab.addNamespace('main');
     for (const i of [0, 1]) {
@@ -104,13 +109,17 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     });
     protocolOptions = {
       host: main,
-      plugins: ['openvpn'],
-      pluginConfig: { openvpn: { keepaliveInterval: 1, keepaliveTimeout: 6, restartInitialMs: 200, bytecountIntervalSec: 1 } },
+      plugins: ['openvpn', 'wireguard'],
+      pluginConfig: {
+        openvpn: { keepaliveInterval: 1, keepaliveTimeout: 6, restartInitialMs: 200, bytecountIntervalSec: 1 },
+        wireguard: { interfacePrefix: `wm${lab.suffix}`, restartInitialMs: 200, persistentKeepalive: 5 },
+      },
       reconciler: { debounceMs: 50 },
-      nodes: { firewall: true, healthIntervalMs: 0, connectTimeoutMs: 8000 },
+      // The namespaces share /var/run/wireguard: each node's interface needs a name of its own.
+      nodes: { firewall: true, healthIntervalMs: 0, connectTimeoutMs: 8000, pluginConfigFor: (serverId) => ({ wireguard: { interfacePrefix: `w${serverId.replace('node_', 'n')}${lab.suffix}` } }) },
     };
     protocols = await startProtocols(h.core, protocolOptions);
-    expect(h.core.plugins.get('openvpn', 'main')?.state, h.core.plugins.get('openvpn', 'main')?.reason).to.equal('available');
+    for (const protocol of ['openvpn', 'wireguard'] as const) expect(h.core.plugins.get(protocol, 'main')?.state, h.core.plugins.get(protocol, 'main')?.reason).to.equal('available');
   });
 
   after(async function () {
@@ -127,14 +136,19 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       } catch {
         /* namespace never made */
       }
-      for (const pid of pids) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
+      const signal = (sig: NodeJS.Signals) =>
+        pids.forEach((pid) => {
+          try {
+            process.kill(Number(pid), sig);
+          } catch {
+            /* gone */
+          }
+        });
+      // TERM first: wireguard-go removes its UAPI socket (shared /var/run/wireguard) on the way out.
+      signal('SIGTERM');
+      await until(() => pids.every((pid) => !existsSync(`/proc/${pid}`)), 'namespace processes to exit', 3000).catch(() => signal('SIGKILL'));
     }
+    for (const prefix of ['wm', 'wn1', 'wn2']) await fs.rm(`/var/run/wireguard/${prefix}${lab.suffix}0.sock`, { force: true });
     for (const link of rootLinks) {
       try {
         execFileSync('ip', ['link', 'del', link], { stdio: 'pipe' });
@@ -171,8 +185,10 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       const job = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[i]}` }))[0]!;
       expect([row.status, row.status_message, job.status], `${job.message}`).to.deep.equal(['active', null, 'done']);
       expect(job.progress).to.equal(100);
-      expect(job.message).to.equal('Node provisioned: openvpn running; packages already present (nftables, openvpn); firewall applied');
-      expect([...seen[i]!]).to.include.members([`installing: Checking packages`, `active: null`]);
+      expect(job.message).to.equal('Node provisioned: openvpn, wireguard running; packages already present (nftables, openvpn, wireguard-tools); firewall applied');
+      // The steps showed on the node while it installed (polled every 20 ms; steps take longer).
+      expect([...seen[i]!].filter((x) => x.startsWith('installing: ') && x !== 'installing: null').length, [...seen[i]!].join(' | ')).to.be.at.least(2);
+      expect([...seen[i]!]).to.include('active: null');
       // Pinned: the key the node's sshd really serves.
       expect(row.ssh_host_key).to.equal(await fingerprintOf(sshd[i]!));
       // The password is gone; the panel's key is sealed at rest and installed on the node.
@@ -189,9 +205,13 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       expect(row.install_root).to.equal(root(i));
       expect(existsSync(path.join(root(i), 'polygate-node.json'))).to.equal(true);
       expect(existsSync(path.join(root(i), 'plugins/openvpn/conf/server-1194udp.conf'))).to.equal(true);
-      expect(nodePlugin(i)?.state, nodePlugin(i)?.reason).to.equal('available');
-      expect((await nodeNs[i]!.run(['ss', '-lnu'])).stdout).to.match(/:1194\b/);
-      expect((await nodeNs[i]!.run(['nft', 'list', 'table', 'inet', 'polygate'])).stdout).to.match(/udp dport 1194 counter .*accept/);
+      for (const protocol of ['openvpn', 'wireguard'] as const) {
+        const plugin = h.core.plugins.get(protocol, `node_${nodeIds[i]}`);
+        expect(plugin?.state, plugin?.reason).to.equal('available');
+      }
+      const listening = (await nodeNs[i]!.run(['ss', '-lnu'])).stdout;
+      expect(listening).to.match(/:1194\b/).and.match(/:51820\b/);
+      expect((await nodeNs[i]!.run(['nft', 'list', 'table', 'inet', 'polygate'])).stdout).to.match(/udp dport 1194 counter .*accept/).and.match(/udp dport 51820 counter .*accept/);
     }
     expect((await nodesList()).map((n) => [n.id, n.status, n.communication_method, n.is_tunnel])).to.deep.equal([
       [nodeIds[0], 'active', 'ssh', false],
@@ -259,6 +279,45 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     await h.core.accounting.flushEvents();
     await tick();
     expect(await exitedWithin(vpn.proc, 20_000), `the cut client exits:\n${vpn.lines.slice(-20).join('\n')}`).to.equal(true);
+  });
+
+  it('WireGuard on node 1: a user with enable_wg1 and nodes ["node_1"] gets the node config from its subscription page, moves traffic through node 1, is accounted there, and loses the peer on toggle', async () => {
+    const res = await api().post('/users', { username: 'wendy', enable_wg1: true, nodes: [`node_${nodeIds[0]}`] });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    await protocols!.reconciler.idle();
+    const sub = new URL((await api().get('/users/wendy/sub')).body.sub_url);
+    const page = await h.http.get(sub.pathname + sub.search).set('Accept', 'application/json');
+    const links = (page.body.protocols?.wireguard?.links ?? []) as Array<{ name: string; url: string }>;
+    const link = links.find((l) => l.name === `node_${nodeIds[0]}_wireguard`);
+    expect(link, JSON.stringify(links)).to.not.equal(undefined);
+    const url = new URL(link!.url);
+    const conf = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
+      let data = '';
+      r.on('data', (c: Buffer) => (data += c.toString()));
+      r.on('end', () => cb(null, data));
+    });
+    expect(conf.status).to.equal(200);
+    expect(conf.body).to.match(new RegExp(`^Endpoint = ${NODE_IP[0]!.replace(/\./g, '\\.')}:51820$`, 'm'));
+    const wgc = await startWgClient(lab, client, `wgk${lab.suffix}`, conf.body as string, WG_POOL);
+    try {
+      expect(await ping(client, WG_SERVER, 300, 1000, 0.005)).to.equal(true);
+      await tick();
+      const own = await wgc.counters();
+      await tick();
+      const d = await userDetail('wendy');
+      expect(own.tx).to.be.greaterThan(300_000);
+      expect(d.upload_bytes, 'upload vs the client’s tx').to.be.closeTo(own.tx, own.tx * 0.02);
+      expect(d.download_bytes, 'download vs the client’s rx').to.be.closeTo(own.rx, own.rx * 0.02);
+      // Node 1's total is exactly what its two users (OpenVPN and WireGuard) moved through it.
+      const nadia = await userDetail('nadia');
+      const node1 = (await nodesList()).find((n) => n.id === nodeIds[0])!.total_traffic_bytes;
+      expect(node1).to.equal(nadia.upload_bytes + nadia.download_bytes + d.upload_bytes + d.download_bytes);
+      expect((await api().post('/users/wendy/toggle')).body.is_active).to.equal(false);
+      await protocols!.reconciler.idle();
+      expect(await ping(client, WG_SERVER, 2), 'the tunnel stops once the node dropped the peer').to.equal(false);
+    } finally {
+      await wgc.stop();
+    }
   });
 
   it("PUT openvpn_port on node 1 moves only that node's listener (main's OpenVPN untouched), the firewall follows, the sync job says so", async () => {
