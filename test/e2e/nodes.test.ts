@@ -11,6 +11,7 @@ import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
 import { requirePrerequisite } from '../helpers/prereq';
 import { sshdUnavailableReason, startSshd, type SshdFixture } from '../helpers/sshd';
+import { startOcClient } from '../fixtures/ocserv/oc-client';
 import { startWgClient } from '../fixtures/wireguard/wg-client';
 import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
 
@@ -25,6 +26,9 @@ import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, t
 /** WireGuard's default client pool and its server address (the plugin takes the first host). */
 const WG_POOL = '10.66.0.0/16';
 const WG_SERVER = '10.66.0.1';
+/** ocserv's default client pool and its server address. */
+const OC_POOL = '10.12.0.0/16';
+const OC_SERVER = '10.12.0.1';
 
 describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a node)', function () {
   this.timeout(150_000);
@@ -90,7 +94,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
   const nodesList = async () => (await api().get('/nodes')).body.nodes as Array<Record<string, unknown>>;
 
   before(async function () {
-    const missing = vpnLabMissing([['openvpn', '--version'], ['nft', '--version'], ['wg', '--version'], ['wireguard-go', '--version']]) ?? sshdUnavailableReason();
+    const missing = vpnLabMissing([['openvpn', '--version'], ['nft', '--version'], ['wg', '--version'], ['wireguard-go', '--version'], ['ocserv', '--version'], ['occtl', '--version'], ['openconnect', '--version']]) ?? sshdUnavailableReason();
     requirePrerequisite(this, missing === null, missing ?? '');
     const main = await lab.addNamespace('main');
     for (const i of [0, 1]) {
@@ -109,17 +113,18 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     });
     protocolOptions = {
       host: main,
-      plugins: ['openvpn', 'wireguard'],
+      plugins: ['openvpn', 'wireguard', 'ocserv'],
       pluginConfig: {
         openvpn: { keepaliveInterval: 1, keepaliveTimeout: 6, restartInitialMs: 200, bytecountIntervalSec: 1 },
         wireguard: { interfacePrefix: `wm${lab.suffix}`, restartInitialMs: 200, persistentKeepalive: 5 },
+        ocserv: { device: `oe${lab.suffix}`, restartInitialMs: 200, maxBanScore: 0 },
       },
       reconciler: { debounceMs: 50 },
       // The namespaces share /var/run/wireguard: each node's interface needs a name of its own.
       nodes: { firewall: true, healthIntervalMs: 0, connectTimeoutMs: 8000, pluginConfigFor: (serverId) => ({ wireguard: { interfacePrefix: `w${serverId.replace('node_', 'n')}${lab.suffix}` } }) },
     };
     protocols = await startProtocols(h.core, protocolOptions);
-    for (const protocol of ['openvpn', 'wireguard'] as const) expect(h.core.plugins.get(protocol, 'main')?.state, h.core.plugins.get(protocol, 'main')?.reason).to.equal('available');
+    for (const protocol of ['openvpn', 'wireguard', 'cisco'] as const) expect(h.core.plugins.get(protocol, 'main')?.state, h.core.plugins.get(protocol, 'main')?.reason).to.equal('available');
   });
 
   after(async function () {
@@ -185,7 +190,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       const job = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[i]}` }))[0]!;
       expect([row.status, row.status_message, job.status], `${job.message}`).to.deep.equal(['active', null, 'done']);
       expect(job.progress).to.equal(100);
-      expect(job.message).to.equal('Node provisioned: openvpn, wireguard running; packages already present (nftables, openvpn, wireguard-tools); firewall applied');
+      expect(job.message).to.equal('Node provisioned: openvpn, wireguard, cisco running; packages already present (nftables, ocserv, openvpn, wireguard-tools); firewall applied');
       // The steps showed on the node while it installed (polled every 20 ms; steps take longer).
       expect([...seen[i]!].filter((x) => x.startsWith('installing: ') && x !== 'installing: null').length, [...seen[i]!].join(' | ')).to.be.at.least(2);
       expect([...seen[i]!]).to.include('active: null');
@@ -205,7 +210,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       expect(row.install_root).to.equal(root(i));
       expect(existsSync(path.join(root(i), 'polygate-node.json'))).to.equal(true);
       expect(existsSync(path.join(root(i), 'plugins/openvpn/conf/server-1194udp.conf'))).to.equal(true);
-      for (const protocol of ['openvpn', 'wireguard'] as const) {
+      for (const protocol of ['openvpn', 'wireguard', 'cisco'] as const) {
         const plugin = h.core.plugins.get(protocol, `node_${nodeIds[i]}`);
         expect(plugin?.state, plugin?.reason).to.equal('available');
       }
@@ -317,6 +322,44 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       expect(await ping(client, WG_SERVER, 2), 'the tunnel stops once the node dropped the peer').to.equal(false);
     } finally {
       await wgc.stop();
+    }
+  });
+
+  it('Cisco AnyConnect on node 1: a user with enable_cisco and nodes ["node_1"] connects with openconnect from its subscription page, is accounted on node 1, and is cut on toggle', async () => {
+    const res = await api().post('/users', { username: 'carl', enable_cisco: true, nodes: [`node_${nodeIds[0]}`] });
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    await protocols!.reconciler.idle();
+    const sub = new URL((await api().get('/users/carl/sub')).body.sub_url);
+    const page = await h.http.get(sub.pathname + sub.search).set('Accept', 'application/json');
+    const cisco = page.body.protocols?.cisco;
+    const password = (cisco?.password ?? cisco?.credentials?.password) as string;
+    const link = ((cisco?.links ?? []) as Array<{ name: string; url: string }>).find((l) => l.name === `node_${nodeIds[0]}_cisco`);
+    expect(link, JSON.stringify(cisco)).to.not.equal(undefined);
+    const url = new URL(link!.url);
+    const profile = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
+      let data = '';
+      r.on('data', (c: Buffer) => (data += c.toString()));
+      r.on('end', () => cb(null, data));
+    });
+    expect(profile.status).to.equal(200);
+    expect(profile.body).to.include(NODE_IP[0]).and.match(/^servercert=pin-sha256:/m);
+    const oc = await startOcClient(lab, lab.ns('cl'), profile.body as string, password, OC_POOL);
+    try {
+      await until(async () => (await oc.up()) || oc.exited(), 'the AnyConnect tunnel', 30_000, 200);
+      expect(await oc.up(), oc.lines.filter(Boolean).slice(-6).join(' | ')).to.equal(true);
+      expect(await ping(client, OC_SERVER, 300, 1000, 0.005)).to.equal(true);
+      await tick();
+      const own = await oc.counters();
+      await tick();
+      const d = await userDetail('carl');
+      expect(own.tx).to.be.greaterThan(300_000);
+      expect(d.upload_bytes, 'upload vs the client tx').to.be.closeTo(own.tx, own.tx * 0.05);
+      expect(d.download_bytes, 'download vs the client rx').to.be.closeTo(own.rx, own.rx * 0.05);
+      expect((await api().post('/users/carl/toggle')).body.is_active).to.equal(false);
+      await protocols!.reconciler.idle();
+      await until(() => oc.exited(), 'the AnyConnect client to be cut on the node', 20_000, 200);
+    } finally {
+      await oc.stop();
     }
   });
 
