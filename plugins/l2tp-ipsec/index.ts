@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import {
+  AvailabilityProbe,
   assertCommonName,
   assertHost,
   assertIp,
@@ -260,25 +261,16 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   }
 
   async availability(): Promise<Availability> {
-    const { host } = this.ctx;
-    const missing: string[] = [];
-    const probe = async (argv: string[], re: RegExp) => {
-      try {
-        const r = await host.run(argv, { timeoutMs: 15_000 });
-        if (!re.test(r.stdout + r.stderr)) missing.push(`${argv[0]} did not answer ${argv.slice(1).join(' ')} (code ${r.code})`);
-      } catch (e) {
-        missing.push((e as Error).message);
-      }
-    };
-    await probe([this.config.charonPath, '--version'], /strongSwan/i);
-    await probe([this.config.swanctlPath, '--help'], /swanctl/i);
+    const probe = new AvailabilityProbe(this.ctx.host);
+    await probe.answers([this.config.charonPath, '--version'], /strongSwan/i);
+    await probe.answers([this.config.swanctlPath, '--help'], /swanctl/i);
     if (this.config.l2tp) {
-      await probe([this.config.xl2tpdPath, '-v'], /xl2tpd/i);
-      if (!(await host.exists(this.config.pppdPath).catch(() => false))) missing.push(`${this.config.pppdPath} does not exist on ${host.id}`);
+      await probe.answers([this.config.xl2tpdPath, '-v'], /xl2tpd/i);
+      await probe.exists(this.config.pppdPath);
     }
-    if (this.config.privateRun) await probe(['unshare', '--version'], /unshare/);
-    if (this.config.userspaceEsp && !(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
-    return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
+    if (this.config.privateRun) await probe.answers(['unshare', '--version'], /unshare/);
+    if (this.config.userspaceEsp) await probe.exists('/dev/net/tun');
+    return probe.verdict();
   }
 
   /**

@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import {
+  AvailabilityProbe,
   EndedRecordFolder,
   assertCommonName,
   assertHost,
@@ -213,18 +214,11 @@ export class OcservPlugin implements ProtocolPluginInstance {
   }
 
   async availability(): Promise<Availability> {
-    const { host } = this.ctx;
-    const missing: string[] = [];
-    for (const [bin, re] of [[this.config.ocservPath, /ocserv \d/], [this.config.occtlPath, /occtl|ocserv/i]] as const) {
-      try {
-        const r = await host.run([bin, '--version'], { timeoutMs: 15_000 });
-        if (r.code !== 0 || !re.test(r.stdout + r.stderr)) missing.push(`${bin} did not answer --version (code ${r.code})`);
-      } catch (e) {
-        missing.push((e as Error).message);
-      }
-    }
-    if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
-    return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
+    const probe = new AvailabilityProbe(this.ctx.host);
+    await probe.answers([this.config.ocservPath, '--version'], /ocserv \d/);
+    await probe.answers([this.config.occtlPath, '--version'], /occtl|ocserv/i);
+    await probe.exists('/dev/net/tun');
+    return probe.verdict();
   }
 
   /**

@@ -2,6 +2,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { z } from 'zod';
 import {
+  AvailabilityProbe,
   assertTransport,
   defineProtocolPlugin,
   freeSubnet,
@@ -179,16 +180,10 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   async availability(): Promise<Availability> {
-    const { host } = this.ctx;
-    const missing: string[] = [];
-    try {
-      const r = await host.run([this.config.openvpnPath, '--version'], { timeoutMs: 15_000 });
-      if (!/OpenVPN 2\.\d/.test(r.stdout + r.stderr)) missing.push(`${this.config.openvpnPath} did not answer --version (code ${r.code})`);
-    } catch (e) {
-      missing.push((e as Error).message);
-    }
-    if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
-    return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
+    const probe = new AvailabilityProbe(this.ctx.host);
+    await probe.answers([this.config.openvpnPath, '--version'], /OpenVPN 2\.\d/);
+    await probe.exists('/dev/net/tun');
+    return probe.verdict();
   }
 
   /**

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
 import {
+  AvailabilityProbe,
   assertHost,
   assertIp,
   assertPort,
@@ -163,22 +164,13 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   }
 
   async availability(): Promise<Availability> {
-    const { host } = this.ctx;
-    const missing: string[] = [];
-    const probe = async (argv: string[], expect: RegExp) => {
-      try {
-        const r = await host.run(argv, { timeoutMs: 15_000 });
-        if (!expect.test(r.stdout + r.stderr)) missing.push(`${argv[0]} did not answer ${argv.slice(1).join(' ')} (code ${r.code})`);
-      } catch (e) {
-        missing.push((e as Error).message);
-      }
-    };
-    await probe([this.config.wgPath, '--version'], /^wireguard-tools v/m);
+    const probe = new AvailabilityProbe(this.ctx.host);
+    await probe.answers([this.config.wgPath, '--version'], /^wireguard-tools v/m);
     if (!(await this.useKernel())) {
-      await probe([this.config.wireguardGoPath, '--version'], /^wireguard-go v/m);
-      if (!(await host.exists('/dev/net/tun').catch(() => false))) missing.push(`/dev/net/tun does not exist on ${host.id}`);
+      await probe.answers([this.config.wireguardGoPath, '--version'], /^wireguard-go v/m);
+      await probe.exists('/dev/net/tun');
     }
-    return missing.length ? { available: false, reason: missing.join('; ') } : { available: true };
+    return probe.verdict();
   }
 
   /**

@@ -19,6 +19,7 @@ export {
   assertIntRange,
 } from './validate';
 export { SerialLock } from './serial-lock';
+export { AvailabilityProbe } from './availability';
 export { EndedRecordFolder, type EndedRecordFolderOptions } from './ended-records';
 export { sameSecret } from './secret';
 export { parseStatusText, type StatusTextSession } from './status-text';
