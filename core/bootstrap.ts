@@ -33,7 +33,7 @@ export interface BootstrapOptions {
   ephemeral?: boolean;
   /** Where the CA lives; default `<data dir>/pki` (ephemeral: a throwaway directory). */
   pkiDir?: string;
-  /** Webhook settings over those of `POLYGATE_WEBHOOK_*` (tests: millisecond backoff). */
+  /** Webhook settings over the configured `POLYGATE_WEBHOOK_*` ones (tests: millisecond backoff). */
   webhooks?: Partial<WebhookOptions>;
 }
 

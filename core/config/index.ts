@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { PROTOCOLS, type DefaultPort, type ProtocolSpec } from '../protocols/table';
+import { WEBHOOK_ENV_NAMES, WEBHOOK_SETTINGS } from '../webhooks/options';
 
 /** One client-pool setting per protocol: `POLYGATE_<PROTOCOL>_SUBNET_POOL` (default: the protocol table's pool). */
 const poolSettings = Object.fromEntries(PROTOCOLS.map((p) => [p.poolConfigKey, z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR such as 10.8.0.0/16').optional()]));
@@ -65,6 +66,7 @@ const schema = z.object({
   backupKeep: z.coerce.number().int().min(1).max(10_000).default(7),
   ...poolSettings,
   ...portSettings,
+  ...WEBHOOK_SETTINGS,
 });
 
 export type Config = Readonly<z.output<typeof schema>> & {
@@ -93,6 +95,7 @@ const envNames: Record<string, string> = {
   backupKeep: 'POLYGATE_BACKUP_KEEP',
   ...poolEnvNames,
   ...portEnvNames,
+  ...WEBHOOK_ENV_NAMES,
 };
 
 /** The environment variable behind a setting, for messages that tell the operator what to change. */

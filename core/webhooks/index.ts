@@ -3,12 +3,12 @@ import type { CoreContext } from '../context';
 import { WebhookDeliverer } from './deliverer';
 import { WebhookDetector } from './detector';
 import { WebhookDelivery, WebhookEvent } from './models';
-import { webhookOptionsFromEnv, type WebhookOptions } from './options';
+import { webhookOptionsOf, type WebhookOptions } from './options';
 import type { WebhooksService } from './service';
 
 export { WebhooksService } from './service';
 export { signatureHeader, verifySignature } from './signature';
-export { WEBHOOK_EVENT_TYPES, type WebhookEventType, type WebhookOptions, webhookOptionsFromEnv } from './options';
+export { WEBHOOK_EVENT_TYPES, type WebhookEventType, type WebhookOptions, webhookOptionsOf } from './options';
 
 /** Finished deliveries and their events are kept this long for the deliveries listing. */
 const RETENTION_MS = 30 * 86_400_000;
@@ -37,7 +37,7 @@ export class WebhookEngine {
     private readonly service: WebhooksService,
     options: Partial<WebhookOptions> = {},
   ) {
-    this.options = { ...webhookOptionsFromEnv(), ...options };
+    this.options = { ...webhookOptionsOf(ctx.config), ...options };
     this.detector = new WebhookDetector(ctx, this.options);
     this.deliverer = new WebhookDeliverer(ctx, this.options);
     service.useOptions(this.options, () => this.deliverer.wake());

@@ -37,45 +37,61 @@ export interface WebhookOptions {
   resellerPrivateTargets: boolean;
 }
 
-const list = (name: string, min: number, max: number) =>
+const list = (name: string, min: number, max: number, fallback: string) =>
   z
     .string()
+    .default(fallback)
     .transform((s, ctx) => {
       const out = s.split(',').map((p) => p.trim()).filter(Boolean).map(Number);
       if (out.some((n) => !Number.isInteger(n) || n < min || n > max)) {
-        ctx.addIssue({ code: 'custom', message: `${name}: must be a comma-separated list of whole numbers from ${min} to ${max}` });
+        ctx.addIssue({ code: 'custom', message: `must be a comma-separated list of whole numbers from ${min} to ${max}` });
         return z.NEVER;
       }
       return [...new Set(out)];
     });
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
-const ENV = {
-  usagePercents: ['POLYGATE_WEBHOOK_USAGE_PERCENTS', list('POLYGATE_WEBHOOK_USAGE_PERCENTS', 1, 100), '80,90'],
-  expiringDays: ['POLYGATE_WEBHOOK_EXPIRING_DAYS', list('POLYGATE_WEBHOOK_EXPIRING_DAYS', 1, 365), '3,1'],
-  maxAttempts: ['POLYGATE_WEBHOOK_MAX_ATTEMPTS', int(1, 100), '10'],
-  retryBaseMs: ['POLYGATE_WEBHOOK_RETRY_BASE_MS', int(1, 3_600_000), '10000'],
-  retryMaxMs: ['POLYGATE_WEBHOOK_RETRY_MAX_MS', int(1, 86_400_000), '3600000'],
-  timeoutMs: ['POLYGATE_WEBHOOK_TIMEOUT_MS', int(100, 120_000), '10000'],
-  sweepMs: ['POLYGATE_WEBHOOK_SWEEP_MS', int(1000, 86_400_000), '60000'],
-  concurrency: ['POLYGATE_WEBHOOK_CONCURRENCY', int(1, 64), '8'],
-  resellerPrivateTargets: ['POLYGATE_WEBHOOK_RESELLER_PRIVATE_TARGETS', z.enum(['on', 'off']).transform((v) => v === 'on'), 'off'],
-} as const;
+/** The webhook settings in the daemon's one configuration (core/config), each with its variable. */
+export const WEBHOOK_SETTINGS = {
+  webhookUsagePercents: list('POLYGATE_WEBHOOK_USAGE_PERCENTS', 1, 100, '80,90'),
+  webhookExpiringDays: list('POLYGATE_WEBHOOK_EXPIRING_DAYS', 1, 365, '3,1'),
+  webhookMaxAttempts: int(1, 100, 10),
+  webhookRetryBaseMs: int(1, 3_600_000, 10_000),
+  webhookRetryMaxMs: int(1, 86_400_000, 3_600_000),
+  webhookTimeoutMs: int(100, 120_000, 10_000),
+  webhookSweepMs: int(1000, 86_400_000, 60_000),
+  webhookConcurrency: int(1, 64, 8),
+  webhookResellerPrivateTargets: z.enum(['on', 'off']).default('off').transform((v) => v === 'on'),
+};
 
-/** The webhook settings from `POLYGATE_WEBHOOK_*`; an error names the variable at fault. */
-export function webhookOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): WebhookOptions {
-  const out: Record<string, unknown> = {};
-  for (const [key, [name, schema, fallback]] of Object.entries(ENV)) {
-    const raw = env[name] === undefined || env[name] === '' ? fallback : env[name];
-    const parsed = (schema as z.ZodType).safeParse(raw);
-    if (!parsed.success) throw new Error(`${name}: ${parsed.error.issues[0]?.message ?? 'invalid value'}`);
-    out[key] = parsed.data;
-  }
-  const options = out as unknown as WebhookOptions;
-  options.usagePercents.sort((a, b) => a - b);
-  options.expiringDays.sort((a, b) => b - a);
-  return options;
+export const WEBHOOK_ENV_NAMES: Record<keyof typeof WEBHOOK_SETTINGS, string> = {
+  webhookUsagePercents: 'POLYGATE_WEBHOOK_USAGE_PERCENTS',
+  webhookExpiringDays: 'POLYGATE_WEBHOOK_EXPIRING_DAYS',
+  webhookMaxAttempts: 'POLYGATE_WEBHOOK_MAX_ATTEMPTS',
+  webhookRetryBaseMs: 'POLYGATE_WEBHOOK_RETRY_BASE_MS',
+  webhookRetryMaxMs: 'POLYGATE_WEBHOOK_RETRY_MAX_MS',
+  webhookTimeoutMs: 'POLYGATE_WEBHOOK_TIMEOUT_MS',
+  webhookSweepMs: 'POLYGATE_WEBHOOK_SWEEP_MS',
+  webhookConcurrency: 'POLYGATE_WEBHOOK_CONCURRENCY',
+  webhookResellerPrivateTargets: 'POLYGATE_WEBHOOK_RESELLER_PRIVATE_TARGETS',
+};
+
+type WebhookSettings = { readonly [K in keyof typeof WEBHOOK_SETTINGS]: z.output<(typeof WEBHOOK_SETTINGS)[K]> };
+
+/** The webhook engine's options from the loaded configuration. */
+export function webhookOptionsOf(config: WebhookSettings): WebhookOptions {
+  return {
+    usagePercents: [...config.webhookUsagePercents].sort((a, b) => a - b),
+    expiringDays: [...config.webhookExpiringDays].sort((a, b) => b - a),
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetryBaseMs,
+    retryMaxMs: config.webhookRetryMaxMs,
+    timeoutMs: config.webhookTimeoutMs,
+    sweepMs: config.webhookSweepMs,
+    concurrency: config.webhookConcurrency,
+    resellerPrivateTargets: config.webhookResellerPrivateTargets,
+  };
 }
 
 /** Delay before attempt `attempts + 1`, after `attempts` failed ones (≥ 1). */
