@@ -166,20 +166,28 @@ export class NodeRuntime {
   }
 
   /**
-   * Stops using a node: its plugins are stopped when `stopDaemons` (deletion) and forgotten.
-   * The node's control connection is handed back open (deletion still needs it) unless closed here.
+   * Stops using a node: its plugins are stopped when `stopDaemons` (deletion) and stay
+   * registered as unavailable with `reason` (a node that is not served must not fall back to
+   * "offered like the main server" while it still exists; `forget` drops them once it is gone).
+   * The control connection is handed back open (deletion still needs it) unless closed here.
    */
-  async detach(nodeId: number, options: { stopDaemons: boolean; closeHost: boolean }): Promise<AttachedNode | undefined> {
+  async detach(nodeId: number, options: { stopDaemons: boolean; closeHost: boolean; reason: string }): Promise<AttachedNode | undefined> {
     const node = this.attached.get(nodeId);
     this.attached.delete(nodeId);
+    const serverId = nodeServerId(nodeId);
     for (const protocol of this.protocols()) {
-      const entry = this.core.plugins.get(protocol, nodeServerId(nodeId));
+      const entry = this.core.plugins.get(protocol, serverId);
       if (!entry) continue;
       if (options.stopDaemons && entry.instance) await entry.instance.stop().catch((err: Error) => this.log.warn({ plugin: entry.id, err: err.message }, 'stopping a node plugin failed'));
-      this.core.plugins.remove(protocol, nodeServerId(nodeId));
+      this.core.plugins.markUnavailable(protocol, serverId, options.reason);
     }
     if (node && options.closeHost) await node.host.close().catch(() => undefined);
     return node;
+  }
+
+  /** Drops a deleted node's plugins from the registry. */
+  forget(nodeId: number): void {
+    for (const protocol of this.protocols()) this.core.plugins.remove(protocol, nodeServerId(nodeId));
   }
 
   /**

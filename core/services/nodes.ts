@@ -373,7 +373,7 @@ export class NodesService {
     if (!['active', 'offline'].includes(node.status)) return `nothing to sync: the node is ${node.status}`;
     if (remote.includes('ssh') || !runtime.get(nodeId)) {
       await control.progress(30, 'Reconnecting to the node');
-      await runtime.detach(nodeId, { stopDaemons: true, closeHost: true });
+      await runtime.detach(nodeId, { stopDaemons: true, closeHost: true, reason: 'reconnecting to the node' });
       await runtime.attach(node);
     }
     await control.progress(60, `Applying ${remote.join(', ')} on the node`);
@@ -404,6 +404,7 @@ export class NodesService {
     }
     if (cleanupError !== null) log.warn({ reason: cleanupError }, 'node could not be cleaned; removing it anyway (force mode)');
     await this.forget(nodeId);
+    this.nodeRuntime?.forget(nodeId);
     this.ctx.events.emit('nodes.changed', { nodeId });
     return cleanupError === null ? 'Node deleted' : `Node deleted (force mode; not cleaned: ${cleanupError})`;
   }
@@ -416,7 +417,7 @@ export class NodesService {
    */
   private async cleanUpNode(node: NodeRecord): Promise<string | null> {
     const server = nodeServerId(node.id);
-    const attached = await this.nodeRuntime?.detach(node.id, { stopDaemons: true, closeHost: false });
+    const attached = await this.nodeRuntime?.detach(node.id, { stopDaemons: true, closeHost: false, reason: 'the node is being deleted' });
     let host: SshHost | undefined = attached?.host;
     try {
       if (!host) host = new SshHost(server, nodeSshOptions(this.ctx.secrets, node, { timeoutMs: this.deleteSshTimeoutMs, keepaliveIntervalMs: 0 }));

@@ -448,6 +448,8 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     expect(failed!.status).to.equal('error');
     expect(failed!.message).to.match(/^Deletion failed: .*host key mismatch/);
     expect((await nodeRow(1))!.deletion_failed).to.be.oneOf([true, 1]);
+    // Still listed, not served: customers are not pointed at it while it waits for force mode.
+    for (const protocol of ['openvpn', 'wireguard', 'cisco'] as const) expect(h.core.plugins.offers(protocol, `node_${nodeIds[1]}`), protocol).to.equal(false);
     res = await api().delete(`/nodes/${nodeIds[1]}`);
     expect(res.status).to.equal(202);
     await h.services.nodes.jobs.waitForIdle(60_000);
