@@ -185,6 +185,14 @@ export class NodeRuntime {
     return node;
   }
 
+  /**
+   * Registers the node's protocols as unavailable with `reason` (being installed, failed): a
+   * node whose plugins are not running is not offered to customers.
+   */
+  markUnserved(nodeId: number, reason: string): void {
+    for (const protocol of this.protocols()) this.core.plugins.markUnavailable(protocol, nodeServerId(nodeId), reason);
+  }
+
   /** Drops a deleted node's plugins from the registry. */
   forget(nodeId: number): void {
     for (const protocol of this.protocols()) this.core.plugins.remove(protocol, nodeServerId(nodeId));
@@ -252,7 +260,10 @@ export class NodeRuntime {
   async resume(): Promise<void> {
     const nodes = await NodeRecord.findAll({ raw: true, order: [['id', 'ASC']] });
     for (const node of nodes) {
-      if (!node.ssh_private_key || !node.install_root || !['active', 'offline'].includes(node.status)) continue;
+      if (!node.ssh_private_key || !node.install_root || !['active', 'offline'].includes(node.status)) {
+        this.markUnserved(node.id, node.status_message ?? `the node is ${node.status}`);
+        continue;
+      }
       try {
         await this.attach(node);
       } catch (err) {

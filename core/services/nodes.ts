@@ -221,6 +221,7 @@ export class NodesService {
       const id = await jobs.enqueue(NODE_JOB_KINDS.provision, server, payload, transaction);
       return { nodeId: node.id, jobId: id };
     });
+    this.nodeRuntime?.markUnserved(nodeId, 'the node is being installed');
     log.info({ nodeId, jobId }, 'node created; provisioning queued');
     this.ctx.events.emit('nodes.changed', { nodeId });
     return { nodeId, jobId };
@@ -347,6 +348,7 @@ export class NodesService {
       return summary;
     } catch (err) {
       const message = `Provisioning failed: ${(err as Error).message}`;
+      this.nodeRuntime?.markUnserved(nodeId, message);
       await NodeRecord.update({ status: 'error', status_message: message }, { where: { id: nodeId, status: 'installing' } });
       this.ctx.events.emit('nodes.changed', { nodeId });
       throw new Error(message);

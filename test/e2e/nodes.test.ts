@@ -177,6 +177,8 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       expect(res.status, JSON.stringify(res.body)).to.equal(202);
       expect(res.body.message).to.equal('Node created and installation started in background.');
       nodeIds.push(res.body.node_id);
+      // Not offered to customers until its own plugins run there.
+      expect(h.core.plugins.offers('openvpn', `node_${res.body.node_id}`)).to.equal(false);
     }
     // Watch both nodes until their jobs end: every status and message they showed on the way.
     await until(async () => {
