@@ -64,6 +64,8 @@ const schema = z.object({
   backupIntervalHours: z.coerce.number().min(0).max(24 * 24, 'must be at most 576 (24 days)').default(0),
   /** How many scheduled backups to keep (the oldest are removed). */
   backupKeep: z.coerce.number().int().min(1).max(10_000).default(7),
+  /** Where provisioning puts polygate's files on new nodes (checked when the nodes service starts). */
+  nodeRoot: z.string().min(1).default('/var/lib/polygate-node'),
   ...poolSettings,
   ...portSettings,
   ...WEBHOOK_SETTINGS,
@@ -93,6 +95,7 @@ const envNames: Record<string, string> = {
   tlsKey: 'POLYGATE_TLS_KEY',
   backupIntervalHours: 'POLYGATE_BACKUP_INTERVAL_HOURS',
   backupKeep: 'POLYGATE_BACKUP_KEEP',
+  nodeRoot: 'POLYGATE_NODE_ROOT',
   ...poolEnvNames,
   ...portEnvNames,
   ...WEBHOOK_ENV_NAMES,

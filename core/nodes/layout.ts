@@ -1,14 +1,15 @@
 import path from 'node:path';
 import { invalid } from '../errors';
+import { PROTOCOLS } from '../protocols/table';
 
 /** Where polygate keeps everything it installs on a node unless told otherwise. */
 export const DEFAULT_NODE_ROOT = '/var/lib/polygate-node';
 const SAFE_ROOT = /^\/[A-Za-z0-9._/-]{1,200}$/;
 /**
  * The longest suffix a plugin puts under its directory for a unix socket
- * (`plugins/openvpn/run/65535tcp.sock`); sun_path holds 107 bytes.
+ * (`plugins/<plugin>/run/65535tcp.sock`, for the longest plugin name); sun_path holds 107 bytes.
  */
-const LONGEST_SOCKET_SUFFIX = '/plugins/l2tp-ipsec/run/65535tcp.sock';
+const LONGEST_SOCKET_SUFFIX = `/plugins/${PROTOCOLS.map((p) => p.pluginName).reduce((a, b) => (b.length > a.length ? b : a))}/run/65535tcp.sock`;
 
 /**
  * Checks a node root (POLYGATE_NODE_ROOT or a test's directory): absolute, plain characters,
@@ -22,11 +23,6 @@ export function checkNodeRoot(root: string, setting = 'POLYGATE_NODE_ROOT'): str
   }
   if (Buffer.byteLength(normalized + LONGEST_SOCKET_SUFFIX) > 107) throw invalid(`${setting} is too long for the daemons' unix sockets (at most ${107 - LONGEST_SOCKET_SUFFIX.length} bytes)`);
   return normalized;
-}
-
-/** The node root the panel uses for new nodes: POLYGATE_NODE_ROOT, else the default. */
-export function configuredNodeRoot(env: NodeJS.ProcessEnv = process.env): string {
-  return checkNodeRoot(env.POLYGATE_NODE_ROOT?.trim() || DEFAULT_NODE_ROOT);
 }
 
 /** A plugin's state directory on a node. */

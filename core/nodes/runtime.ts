@@ -10,7 +10,8 @@ import type { Reconciler } from '../reconciler/reconciler';
 import { nodeServerId } from '../services/servers';
 import { nodeSshOptions } from './credentials';
 import { nodePluginDir } from './layout';
-import { NODE_REQUIREMENTS, type NodeRequirement } from './packages';
+import { FIREWALL_REQUIREMENTS, PANEL_REQUIREMENTS, pluginRequirements } from '../requirements';
+import type { NodeRequirement } from './packages';
 
 export interface NodeRuntimeOptions {
   /** Manage each node's nftables table `inet polygate`; default: unless POLYGATE_FIREWALL=off. */
@@ -84,9 +85,9 @@ export class NodeRuntime {
     return this.set.plugins.map((name) => protocolOfPluginName(name)?.id).filter((p): p is ProtocolId => p !== undefined);
   }
 
-  /** Programs a node must have for its plugins (and its firewall). */
+  /** Programs a node must have: the panel's own, its plugins' (as each declares them) and its firewall's. */
   requirements(): NodeRequirement[] {
-    return [...this.protocols().flatMap((p) => NODE_REQUIREMENTS[p]), ...(this.firewallEnabled ? NODE_REQUIREMENTS.firewall : [])];
+    return [...PANEL_REQUIREMENTS, ...this.set.plugins.flatMap((name) => pluginRequirements(name)), ...(this.firewallEnabled ? FIREWALL_REQUIREMENTS : [])];
   }
 
   get(nodeId: number): AttachedNode | undefined {

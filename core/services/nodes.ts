@@ -6,7 +6,7 @@ import { forbidden, invalid, locked, notFound } from '../errors';
 import { publicKeyOf, removeAuthorizedKey, SshHost, sshPreflight } from '../hosts/ssh-host';
 import { JobQueue, type JobControl, type JobView } from '../jobs';
 import { nodeSshOptions } from '../nodes/credentials';
-import { checkNodeRoot, configuredNodeRoot, nodeMarkerFile } from '../nodes/layout';
+import { checkNodeRoot, nodeMarkerFile } from '../nodes/layout';
 import { provisionNode } from '../nodes/provision';
 import type { NodeRuntime } from '../nodes/runtime';
 import { Firewall } from '../firewall';
@@ -23,7 +23,7 @@ const MAIN_ADMIN_REQUIRED = 'Permission denied: Main admin API key required.';
 /** The node↔panel control channels polygate implements (see docs/nodes.md). */
 export const COMMUNICATION_METHODS = ['ssh'] as const;
 export const COMMUNICATION_METHOD_MESSAGE =
-  "Field 'communication_method' must be 'ssh': polygate controls nodes over the pinned SSH connection only (no WireGuard or HTTP link is implemented).";
+  "Field 'communication_method' must be 'ssh': polygate controls nodes over the pinned SSH connection only (no tunnel or HTTP control link is implemented).";
 
 export const NODE_JOB_KINDS = { provision: 'node.provision', sync: 'node.sync', delete: 'node.delete' } as const;
 
@@ -111,7 +111,7 @@ export class NodesService {
    * Where new nodes get polygate's files (POLYGATE_NODE_ROOT). Recorded per node at
    * provisioning, so deletion removes what was installed even if this changes later.
    */
-  nodeRoot = configuredNodeRoot();
+  nodeRoot: string;
 
   private jobQueue: JobQueue | undefined;
   private nodeRuntime: NodeRuntime | null = null;
@@ -119,7 +119,9 @@ export class NodesService {
   constructor(
     protected readonly ctx: CoreContext,
     protected readonly services: Services,
-  ) {}
+  ) {
+    this.nodeRoot = checkNodeRoot(ctx.config.nodeRoot);
+  }
 
   /**
    * The queue running node jobs, created (and started: interrupted jobs marked failed, queued

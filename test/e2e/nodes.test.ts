@@ -192,7 +192,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
       const job = (await h.services.nodes.jobs.list({ target: `node_${nodeIds[i]}` }))[0]!;
       expect([row.status, row.status_message, job.status], `${job.message}`).to.deep.equal(['active', null, 'done']);
       expect(job.progress).to.equal(100);
-      expect(job.message).to.equal('Node provisioned: openvpn, wireguard, cisco running; packages already present (nftables, ocserv, openvpn, wireguard-tools); firewall applied');
+      expect(job.message).to.equal('Node provisioned: openvpn, wireguard, cisco running; packages already present (iproute2, nftables, ocserv, openssl, openvpn, wireguard-go, wireguard-tools); firewall applied');
       // The steps showed on the node while it installed (polled every 20 ms; steps take longer).
       expect([...seen[i]!].filter((x) => x.startsWith('installing: ') && x !== 'installing: null').length, [...seen[i]!].join(' | ')).to.be.at.least(2);
       expect([...seen[i]!]).to.include('active: null');

@@ -32,8 +32,8 @@ describe('node packages (real lookups on this machine, apt-get recorded, never r
   it('everything present: no apt-get at all, and the packages are named as present', async () => {
     const host = recordingHost();
     const out = await ensurePackages(host, [
-      { program: 'sh', debianPackage: 'dash' },
-      { program: '/bin/sh', debianPackage: 'dash' },
+      { program: 'sh', debianPackages: ['dash'] },
+      { program: '/bin/sh', debianPackages: ['dash'] },
     ]);
     expect(out).to.deep.equal({ present: ['dash'], installed: [] });
     expect(host.apt).to.deep.equal([]);
@@ -42,9 +42,9 @@ describe('node packages (real lookups on this machine, apt-get recorded, never r
   it('a missing program: update, then install of exactly its package, non-interactive and without recommends', async () => {
     const host = recordingHost();
     const out = await ensurePackages(host, [
-      { program: 'sh', debianPackage: 'dash' },
-      { program: 'polygate-no-such-program', debianPackage: 'polygate-fake-a' },
-      { program: '/nonexistent/polygate-daemon', debianPackage: 'polygate-fake-b' },
+      { program: 'sh', debianPackages: ['dash'] },
+      { program: 'polygate-no-such-program', debianPackages: ['polygate-fake-a'] },
+      { program: '/nonexistent/polygate-daemon', debianPackages: ['polygate-fake-b'] },
     ]);
     expect(out).to.deep.equal({ present: ['dash'], installed: ['polygate-fake-a', 'polygate-fake-b'] });
     expect(host.apt.map((c) => c.argv)).to.deep.equal([
@@ -56,7 +56,7 @@ describe('node packages (real lookups on this machine, apt-get recorded, never r
 
   it('a program name is never read by the shell as code', async () => {
     const host = recordingHost();
-    const out = await ensurePackages(host, [{ program: '$(touch /tmp/polygate-pwned-$$)', debianPackage: 'x' }]);
+    const out = await ensurePackages(host, [{ program: '$(touch /tmp/polygate-pwned-$$)', debianPackages: ['x'] }]);
     expect(out.installed).to.deep.equal(['x']);
     expect(readdirSync('/tmp').filter((f) => f.startsWith('polygate-pwned-'))).to.deep.equal([]);
   });
@@ -64,7 +64,7 @@ describe('node packages (real lookups on this machine, apt-get recorded, never r
   it('apt-get failing is an error naming it (provisioning then stops with that reason)', async () => {
     const host = recordingHost(100);
     let error: Error | undefined;
-    await ensurePackages(host, [{ program: 'polygate-no-such-program', debianPackage: 'polygate-fake-a' }]).catch((e: Error) => (error = e));
+    await ensurePackages(host, [{ program: 'polygate-no-such-program', debianPackages: ['polygate-fake-a'] }]).catch((e: Error) => (error = e));
     expect(error?.message).to.match(/^apt-get exited with code 100 on node_test: E: Unable to locate package/);
   });
 
