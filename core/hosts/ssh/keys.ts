@@ -19,9 +19,18 @@ export interface SshKeyPair {
  */
 export function generateSshKeyPair(type: 'ed25519' | 'rsa' = 'ed25519', comment = 'polygate'): SshKeyPair {
   const safeComment = comment.replace(/[^A-Za-z0-9_.@:-]/g, '_').slice(0, 64);
-  const keys = type === 'rsa' ? sshUtils.generateKeyPairSync('rsa', { bits: 3072, comment: safeComment }) : sshUtils.generateKeyPairSync('ed25519', { comment: safeComment });
+  const generate = () => (type === 'rsa' ? sshUtils.generateKeyPairSync('rsa', { bits: 3072, comment: safeComment }) : sshUtils.generateKeyPairSync('ed25519', { comment: safeComment }));
+  // ssh2 strips leading zero bytes from an ed25519 public key, so about 1 pair in 256 is one
+  // neither ssh2 nor sshd accepts (mscdex/ssh2#1390, #1513): keep only a pair that parses.
+  let keys = generate();
+  for (let attempt = 1; attempt < 32 && !parsesBack(keys); attempt++) keys = generate();
+  if (!parsesBack(keys)) throw new Error('could not generate an SSH key pair that parses back');
   const publicKey = keys.public.trim();
   return { privateKey: keys.private, publicKey: publicKey.includes(' ', publicKey.indexOf(' ') + 1) ? publicKey : `${publicKey} ${safeComment}` };
+}
+
+function parsesBack(keys: { private: string; public: string }): boolean {
+  return !(sshUtils.parseKey(keys.private) instanceof Error) && !(sshUtils.parseKey(keys.public) instanceof Error);
 }
 
 const PUBLIC_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,3})(?: ([\x20-\x7e]{0,200}))?$/;
