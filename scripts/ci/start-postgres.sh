@@ -11,7 +11,7 @@ if runuser -u postgres -- "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then e
 rm -rf "$DIR"; mkdir -p "$DIR"; chown postgres:postgres "$DIR"
 runuser -u postgres -- "$BIN/initdb" -D "$DIR" -A trust -U postgres >/dev/null
 runuser -u postgres -- "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w -t 60 \
-  -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
+  -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off" start >/dev/null
 runuser -u postgres -- "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -q -c "CREATE ROLE polygate LOGIN CREATEDB PASSWORD 'polygate'" \
   -c "CREATE DATABASE polygate_test OWNER polygate" >/dev/null
 echo "$URL"

@@ -54,7 +54,19 @@ export async function createPostgresDatabase(url: string): Promise<{ url: string
   await admin(`CREATE DATABASE ${name}`);
   const u = new URL(url);
   u.pathname = `/${name}`;
-  return { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  // FORCE cannot end a superuser's backend (an autovacuum worker after heavy writes) for a
+  // non-superuser owner: that one ends by itself, so try again briefly.
+  const drop = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } catch (err) {
+        if (attempt >= 20 || !/must be a member of the role whose process is being terminated|is being accessed by other users/.test((err as Error).message)) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  };
+  return { url: u.toString(), drop };
 }
 
 export interface Harness {
