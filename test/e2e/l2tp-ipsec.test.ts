@@ -4,6 +4,7 @@ import type { LocalHost } from '../../core/hosts/local-host';
 import { startProtocols, type RunningProtocols } from '../../core/protocols/start';
 import { startSwanClient, type SwanClient } from '../fixtures/l2tp/swan-client';
 import { createHarness, type Harness } from '../helpers/harness';
+import { asText } from '../helpers/http';
 import { requirePrerequisite } from '../helpers/prereq';
 import { NetLab, until, vpnLabMissing } from '../helpers/vpn-lab';
 
@@ -36,12 +37,6 @@ describe('L2TP/IPsec end to end (REST API → real charon + xl2tpd; real strongS
   const tick = () => h.core.accounting.tick();
   const idle = () => protocols!.reconciler.idle();
   const detail = async (u: string) => (await api().get(`/users/${u}`)).body;
-  const text = (r: import('supertest').Request) =>
-    r.buffer(true).parse((res, cb) => {
-      let data = '';
-      res.on('data', (c: Buffer) => (data += c.toString()));
-      res.on('end', () => cb(null, data));
-    });
 
   async function createUser(body: Record<string, unknown>): Promise<void> {
     const res = await api().post('/users', { enable_l2tp: true, ...body });
@@ -61,7 +56,7 @@ describe('L2TP/IPsec end to end (REST API → real charon + xl2tpd; real strongS
     expect(card.psk, 'the PSK is on the page').to.be.a('string').and.not.equal('');
     const link = (card.links as Array<{ url: string }>)[0]!;
     const url = new URL(link.url);
-    const res = await text(h.http.get(url.pathname + url.search));
+    const res = await asText(h.http.get(url.pathname + url.search));
     expect(res.status, String(res.body)).to.equal(200);
     return { profile: res.body as string, password: card.password as string, psk: card.psk as string };
   }

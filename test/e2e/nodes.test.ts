@@ -9,6 +9,7 @@ import { publicKeyOf } from '../../core/hosts/ssh-host';
 import { startProtocols, type RunningProtocols } from '../../core/protocols/start';
 import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
+import { asText } from '../helpers/http';
 import { requirePrerequisite } from '../helpers/prereq';
 import { sshdUnavailableReason, startSshd, type SshdFixture } from '../helpers/sshd';
 import { startOcClient } from '../fixtures/ocserv/oc-client';
@@ -81,11 +82,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     const link = (links.body.links as Array<{ name: string; url: string }>).find((l) => l.name === linkName);
     expect(link, `link ${linkName} in ${JSON.stringify(links.body)}`).to.not.equal(undefined);
     const url = new URL(link!.url);
-    const res = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
-      let data = '';
-      r.on('data', (c: Buffer) => (data += c.toString()));
-      r.on('end', () => cb(null, data));
-    });
+    const res = await asText(h.http.get(url.pathname + url.search));
     expect(res.status, String(res.body)).to.equal(200);
     return res.body as string;
   }
@@ -298,11 +295,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     const link = links.find((l) => l.name === `node_${nodeIds[0]}_wireguard`);
     expect(link, JSON.stringify(links)).to.not.equal(undefined);
     const url = new URL(link!.url);
-    const conf = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
-      let data = '';
-      r.on('data', (c: Buffer) => (data += c.toString()));
-      r.on('end', () => cb(null, data));
-    });
+    const conf = await asText(h.http.get(url.pathname + url.search));
     expect(conf.status).to.equal(200);
     expect(conf.body).to.match(new RegExp(`^Endpoint = ${NODE_IP[0]!.replace(/\./g, '\\.')}:51820$`, 'm'));
     const wgc = await startWgClient(lab, client, `wgk${lab.suffix}`, conf.body as string, WG_POOL);
@@ -338,11 +331,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     const link = ((cisco?.links ?? []) as Array<{ name: string; url: string }>).find((l) => l.name === `node_${nodeIds[0]}_cisco`);
     expect(link, JSON.stringify(cisco)).to.not.equal(undefined);
     const url = new URL(link!.url);
-    const profile = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
-      let data = '';
-      r.on('data', (c: Buffer) => (data += c.toString()));
-      r.on('end', () => cb(null, data));
-    });
+    const profile = await asText(h.http.get(url.pathname + url.search));
     expect(profile.status).to.equal(200);
     expect(profile.body).to.include(NODE_IP[0]).and.match(/^servercert=pin-sha256:/m);
     const oc = await startOcClient(lab, lab.ns('cl'), profile.body as string, password, OC_POOL);

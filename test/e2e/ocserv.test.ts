@@ -5,6 +5,7 @@ import { startProtocols, type RunningProtocols } from '../../core/protocols/star
 import type { OcservPlugin } from '../../plugins/ocserv';
 import { startOcClient, type OcTestClient } from '../fixtures/ocserv/oc-client';
 import { createHarness, type Harness } from '../helpers/harness';
+import { asText } from '../helpers/http';
 import { requirePrerequisite } from '../helpers/prereq';
 import { NetLab, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
 
@@ -38,12 +39,6 @@ describe('Cisco AnyConnect end to end (REST API → real ocserv + openconnect in
   const tick = () => h.core.accounting.tick();
   const idle = () => protocols!.reconciler.idle();
   const detail = async (u: string) => (await api().get(`/users/${u}`)).body;
-  const text = (r: import('supertest').Request) =>
-    r.buffer(true).parse((res, cb) => {
-      let data = '';
-      res.on('data', (c: Buffer) => (data += c.toString()));
-      res.on('end', () => cb(null, data));
-    });
 
   async function createUser(body: Record<string, unknown>): Promise<void> {
     const res = await api().post('/users', { enable_cisco: true, ...body });
@@ -62,7 +57,7 @@ describe('Cisco AnyConnect end to end (REST API → real ocserv + openconnect in
     expect(password, JSON.stringify(cisco)).to.be.a('string');
     const link = (cisco.links as Array<{ url: string }>)[0]!;
     const url = new URL(link.url);
-    const res = await text(h.http.get(url.pathname + url.search));
+    const res = await asText(h.http.get(url.pathname + url.search));
     expect(res.status, String(res.body)).to.equal(200);
     expect(res.body).to.match(/^servercert=pin-sha256:/m);
     return { profile: res.body as string, password };
@@ -93,7 +88,7 @@ describe('Cisco AnyConnect end to end (REST API → real ocserv + openconnect in
     const links = await api().get(`/users/${username}/all_ovpn_links`);
     const link = (links.body.links as Array<{ name: string; url: string }>).find((l) => l.name === 'main_udp')!;
     const url = new URL(link.url);
-    const profile = await text(h.http.get(url.pathname + url.search));
+    const profile = await asText(h.http.get(url.pathname + url.search));
     expect(profile.status, String(profile.body)).to.equal(200);
     const c = await startOpenVpnClient(lab, second, `ov-${username}-${ovpnClients.length}`, profile.body as string, [username, (await detail(username)).openvpn_password]);
     ovpnClients.push(c);

@@ -4,6 +4,7 @@ import type { LocalHost } from '../../core/hosts/local-host';
 import { startProtocols, type RunningProtocols } from '../../core/protocols/start';
 import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
+import { asText } from '../helpers/http';
 import { requirePrerequisite } from '../helpers/prereq';
 import { exitedWithin, NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
 
@@ -47,11 +48,7 @@ describe('OpenVPN end to end (REST API → real OpenVPN in namespaces)', functio
     const link = (links.body.links as Array<{ name: string; url: string }>).find((l) => l.name === linkName);
     expect(link, `link ${linkName} in ${JSON.stringify(links.body)}`).to.not.equal(undefined);
     const url = new URL(link!.url);
-    const res = await h.http.get(url.pathname + url.search).buffer(true).parse((r, cb) => {
-      let data = '';
-      r.on('data', (c: Buffer) => (data += c.toString()));
-      r.on('end', () => cb(null, data));
-    });
+    const res = await asText(h.http.get(url.pathname + url.search));
     expect(res.status, String(res.body)).to.equal(200);
     expect(res.headers['content-type']).to.match(/openvpn-profile/);
     return res.body as string;

@@ -6,6 +6,7 @@ import type { WireGuardPlugin } from '../../plugins/wireguard';
 import { parseDump } from '../../plugins/wireguard/dump';
 import { startWgClient, type WgTestClient } from '../fixtures/wireguard/wg-client';
 import { createHarness, type Harness } from '../helpers/harness';
+import { asText } from '../helpers/http';
 import { requirePrerequisite } from '../helpers/prereq';
 import { NetLab, ping, until, vpnLabMissing } from '../helpers/vpn-lab';
 
@@ -50,12 +51,6 @@ describe('WireGuard end to end (REST API → real wireguard-go in namespaces)', 
     return res.body;
   }
 
-  const text = (r: import('supertest').Request) =>
-    r.buffer(true).parse((res, cb) => {
-      let data = '';
-      res.on('data', (c: Buffer) => (data += c.toString()));
-      res.on('end', () => cb(null, data));
-    });
 
   /** The config, reached only the way a customer reaches it: subscription page JSON → its .conf link. */
   async function download(username: string, subUrl?: string): Promise<string> {
@@ -66,7 +61,7 @@ describe('WireGuard end to end (REST API → real wireguard-go in namespaces)', 
     expect(links, JSON.stringify(page.body.protocols)).to.be.an('array').with.length.greaterThan(0);
     const url = new URL(links![0]!.url);
     expect(url.pathname).to.match(/\.conf$/);
-    const res = await text(h.http.get(url.pathname + url.search));
+    const res = await asText(h.http.get(url.pathname + url.search));
     expect(res.status, String(res.body)).to.equal(200);
     expect(res.headers['content-type']).to.match(/^text\/plain/);
     return res.body as string;
