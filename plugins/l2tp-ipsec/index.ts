@@ -22,6 +22,7 @@ import {
   runChecked,
   SerialLock,
   supervisorBackoffConfig,
+  daemonTimeoutConfig,
   unavailable,
   USERNAME_PATTERN,
   type Availability,
@@ -94,8 +95,7 @@ export const l2tpConfigSchema = z.object({
   mtu: z.number().int().min(576).max(1500).default(1400),
   logLevel: z.number().int().min(-1).max(4).default(1),
   ...supervisorBackoffConfig,
-  startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
-  commandTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  ...daemonTimeoutConfig,
 });
 
 export type L2tpConfig = z.infer<typeof l2tpConfigSchema>;

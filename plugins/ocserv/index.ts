@@ -18,6 +18,7 @@ import {
   parseStatusText,
   ProcessSupervisor,
   supervisorBackoffConfig,
+  daemonTimeoutConfig,
   runChecked,
   SerialLock,
   unavailable,
@@ -86,8 +87,7 @@ export const ocservConfigSchema = z.object({
   maxBanScore: z.number().int().min(0).max(100000).default(80),
   logLevel: z.number().int().min(0).max(9).default(1),
   ...supervisorBackoffConfig,
-  startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
-  commandTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  ...daemonTimeoutConfig,
 });
 
 export type OcservConfig = z.infer<typeof ocservConfigSchema>;

@@ -238,3 +238,12 @@ export const supervisorBackoffConfig = {
   restartInitialMs: z.number().int().min(10).max(60_000).default(1_000),
   restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
 };
+
+/**
+ * How long a daemon controlled through its own tools may take to start and to answer one
+ * command (occtl, swanctl), spread into the config schema beside `supervisorBackoffConfig`.
+ */
+export const daemonTimeoutConfig = {
+  startTimeoutMs: z.number().int().min(100).max(600_000).default(20_000),
+  commandTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+};
