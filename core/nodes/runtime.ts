@@ -167,7 +167,8 @@ export class NodeRuntime {
   }
 
   /**
-   * Stops using a node: its plugins are stopped when `stopDaemons` (deletion) and stay
+   * Stops using a node: its plugins are stopped when `stopDaemons` (deletion), otherwise left
+   * running unwatched (`detach`), and stay
    * registered as unavailable with `reason` (a node that is not served must not fall back to
    * "offered like the main server" while it still exists; `forget` drops them once it is gone).
    * The control connection is handed back open (deletion still needs it) unless closed here.
@@ -179,7 +180,9 @@ export class NodeRuntime {
     for (const protocol of this.protocols()) {
       const entry = this.core.plugins.get(protocol, serverId);
       if (!entry) continue;
-      if (options.stopDaemons && entry.instance) await entry.instance.stop().catch((err: Error) => this.log.warn({ plugin: entry.id, err: err.message }, 'stopping a node plugin failed'));
+      // Not deleting: the node's daemons keep serving; the plugin only stops watching them.
+      const leave = entry.instance && (options.stopDaemons ? entry.instance.stop() : entry.instance.detach?.());
+      await leave?.catch((err: Error) => this.log.warn({ plugin: entry.id, err: err.message }, options.stopDaemons ? 'stopping a node plugin failed' : 'leaving a node plugin failed'));
       this.core.plugins.markUnavailable(protocol, serverId, options.reason);
     }
     if (node && options.closeHost) await node.host.close().catch(() => undefined);
