@@ -10,6 +10,7 @@ import * as m0004 from './migrations/0004-address-leases';
 import * as m0005 from './migrations/0005-support-contact';
 import * as m0006 from './migrations/0006-webhooks';
 import * as m0007 from './migrations/0007-node-trust';
+import * as m0008 from './migrations/0008-node-key-login';
 import { defineAccountingModels } from './accounting-models';
 import { defineAddressModels } from './address-models';
 import { defineModels } from './models';
@@ -29,6 +30,7 @@ const migrations = [
   { name: '0005-support-contact', ...m0005 },
   { name: '0006-webhooks', ...m0006 },
   { name: '0007-node-trust', ...m0007 },
+  { name: '0008-node-key-login', ...m0008 },
 ];
 
 export interface Database {

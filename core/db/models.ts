@@ -122,6 +122,8 @@ export class NodeRecord extends Model<InferAttributes<NodeRecord>, InferCreation
   declare ssh_host_key: CreationOptional<string | null>;
   /** The panel's ed25519 key for this node, sealed; replaces the password once provisioning installed it. */
   declare ssh_private_key: CreationOptional<string | null>;
+  /** Who the panel's key logs in as when not `ssh_username` (root, for a login that installed it through sudo). */
+  declare ssh_key_username: CreationOptional<string | null>;
   /** Directory on the node that holds everything polygate installed there. */
   declare install_root: CreationOptional<string | null>;
   declare status: CreationOptional<NodeStatus>;
@@ -289,6 +291,7 @@ export function defineModels(sequelize: Sequelize) {
       ssh_host_key: { type: DataTypes.STRING(128), allowNull: true },
       ssh_private_key: { type: DataTypes.TEXT, allowNull: true },
       install_root: { type: DataTypes.STRING(255), allowNull: true },
+      ssh_key_username: { type: DataTypes.STRING(64), allowNull: true },
       status: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'installing' },
       status_message: { type: DataTypes.TEXT, allowNull: true },
       deletion_failed: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },

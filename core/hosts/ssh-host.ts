@@ -6,4 +6,4 @@ export { SshHost } from './ssh/host';
 export { DEFAULT_SSH_CONNECT_TIMEOUT_MS, hostKeyFingerprint, type SshConnectionOptions } from './ssh/connect';
 export { remoteCommandLine, shellQuote } from './ssh/command-line';
 export { sshPreflight, type SshPreflightOptions, type SshPreflightResult } from './ssh/preflight';
-export { generateSshKeyPair, installAuthorizedKey, publicKeyOf, removeAuthorizedKey, type SshKeyPair } from './ssh/keys';
+export { generateSshKeyPair, installAuthorizedKey, installRootAuthorizedKeyWithSudo, publicKeyOf, removeAuthorizedKey, type SshKeyPair } from './ssh/keys';

@@ -2,11 +2,11 @@ import type { NodeRecord } from '../db';
 import type { SshConnectionOptions } from '../hosts/ssh-host';
 import type { SecretBox } from '../secrets';
 
-type NodeLogin = Pick<NodeRecord, 'ip_address' | 'ssh_port' | 'ssh_username' | 'ssh_secret' | 'ssh_private_key' | 'ssh_host_key'>;
+type NodeLogin = Pick<NodeRecord, 'ip_address' | 'ssh_port' | 'ssh_username' | 'ssh_secret' | 'ssh_private_key' | 'ssh_host_key'> & Partial<Pick<NodeRecord, 'ssh_key_username'>>;
 
 /**
  * How the panel logs in to a node: its own key once provisioning installed it (the password
- * is gone by then), the sealed password before; always against the pinned host key when one
+ * is gone by then; the key may log in as root for a sudo login), the sealed password before; always against the pinned host key when one
  * is recorded. Throws when nothing usable is stored.
  */
 export function nodeSshOptions(secrets: Pick<SecretBox, 'open'>, node: NodeLogin, extra: Partial<SshConnectionOptions> = {}): SshConnectionOptions {
@@ -18,7 +18,7 @@ export function nodeSshOptions(secrets: Pick<SecretBox, 'open'>, node: NodeLogin
     } catch {
       throw new Error("the node's stored SSH key cannot be decrypted (was the data directory key replaced?)");
     }
-    return { ...base, privateKey };
+    return { ...base, username: node.ssh_key_username ?? node.ssh_username, privateKey };
   }
   if (node.ssh_secret) {
     try {

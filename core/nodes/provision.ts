@@ -1,6 +1,6 @@
 import type { CoreContext } from '../context';
 import { NodeRecord } from '../db';
-import { generateSshKeyPair, installAuthorizedKey, SshHost } from '../hosts/ssh-host';
+import { generateSshKeyPair, installAuthorizedKey, installRootAuthorizedKeyWithSudo, SshHost } from '../hosts/ssh-host';
 import { runChecked, type Host } from '../hosts/host';
 import { nodeServerId } from '../services/servers';
 import { nodeMarkerFile } from './layout';
@@ -25,8 +25,8 @@ export interface ProvisionInput {
 export class ProvisionError extends Error {}
 
 /**
- * Installs a node from its stored password, step by step: host key pinned, root checked,
- * the panel's own ed25519 key installed and proven, the password dropped, the node's root
+ * Installs a node from its stored password, step by step: host key pinned, root (or
+ * passwordless sudo) checked, the panel's own ed25519 key installed (for root) and proven, the password dropped, the node's root
  * laid out, missing packages installed, the plugins started there, ports claimed and the
  * firewall applied. Returns the summary for the job record.
  */
@@ -53,25 +53,37 @@ export async function provisionNode(input: ProvisionInput): Promise<string> {
       await report(10, 'Connecting with the password (host key pinned at preflight)');
       const passwordHost = new SshHost(serverId, { host: node.ip_address, port: node.ssh_port, username: node.ssh_username, password, hostKeySha256: input.hostKeySha256, timeoutMs: input.connectTimeoutMs, keepaliveIntervalMs: 0 });
       const keys = generateSshKeyPair('ed25519', `polygate@${serverId}`);
+      let keyUsername = node.ssh_username;
       try {
-        await requireRoot(passwordHost, node.ssh_username);
-        await report(20, "Installing the panel's SSH key");
-        await installAuthorizedKey(passwordHost, keys.publicKey);
+        const access = await requireRoot(passwordHost, node.ssh_username);
+        if (access === 'sudo') {
+          // The login is only a way in: the panel's key is installed for root and drives the node as root.
+          await report(20, `Installing the panel's SSH key for root (through ${node.ssh_username}'s sudo)`);
+          await installRootAuthorizedKeyWithSudo(passwordHost, keys.publicKey);
+          keyUsername = 'root';
+        } else {
+          await report(20, "Installing the panel's SSH key");
+          await installAuthorizedKey(passwordHost, keys.publicKey);
+        }
       } finally {
         await passwordHost.close().catch(() => undefined);
       }
-      keyHost = new SshHost(serverId, { host: node.ip_address, port: node.ssh_port, username: node.ssh_username, privateKey: keys.privateKey, hostKeySha256: input.hostKeySha256, timeoutMs: input.connectTimeoutMs });
+      keyHost = new SshHost(serverId, { host: node.ip_address, port: node.ssh_port, username: keyUsername, privateKey: keys.privateKey, hostKeySha256: input.hostKeySha256, timeoutMs: input.connectTimeoutMs });
       await report(30, "Checking the panel's SSH key");
       const proof = await keyHost.run(['id', '-u'], { timeoutMs: input.connectTimeoutMs }).catch((err: Error) => {
-        throw new ProvisionError(`the installed key does not log in: ${err.message}`);
+        const hint = keyUsername !== node.ssh_username ? " (the node's sshd must let root log in with a key: PermitRootLogin prohibit-password, Debian's default)" : '';
+        throw new ProvisionError(`the installed key does not log in as ${keyUsername}${hint}: ${err.message}`);
       });
       if (proof.stdout.trim() !== '0') throw new ProvisionError(`the installed key logs in as uid ${proof.stdout.trim()}, not root`);
       // The key works: the password is not kept.
-      await NodeRecord.update({ ssh_private_key: ctx.secrets.seal(keys.privateKey), ssh_secret: null }, { where: { id: nodeId } });
+      await NodeRecord.update(
+        { ssh_private_key: ctx.secrets.seal(keys.privateKey), ssh_secret: null, ssh_key_username: keyUsername === node.ssh_username ? null : keyUsername },
+        { where: { id: nodeId } },
+      );
     } else {
       // A re-run after a failure past this point: the key is already the credential.
       keyHost = runtime?.hostFor({ ...node, ssh_host_key: input.hostKeySha256 }) ?? new SshHost(serverId, { host: node.ip_address, port: node.ssh_port, username: node.ssh_username, privateKey: ctx.secrets.open(node.ssh_private_key), hostKeySha256: input.hostKeySha256, timeoutMs: input.connectTimeoutMs });
-      await requireRoot(keyHost, node.ssh_username);
+      await requireRoot(keyHost, node.ssh_key_username ?? node.ssh_username);
     }
 
     await report(40, `Laying out ${input.root}`);
@@ -103,11 +115,14 @@ export async function provisionNode(input: ProvisionInput): Promise<string> {
   }
 }
 
-/** Root, or stop with the reason: every step writes system files and binds privileged ports. */
-async function requireRoot(host: Host, username: string): Promise<void> {
+/**
+ * Root, or a login with passwordless sudo (the panel's key is then installed for root), or stop
+ * with the reason: every step writes system files and binds privileged ports.
+ */
+async function requireRoot(host: Host, username: string): Promise<'root' | 'sudo'> {
   const { stdout } = await runChecked(host, ['id', '-u'], { timeoutMs: 20_000 });
-  if (stdout.trim() === '0') return;
+  if (stdout.trim() === '0') return 'root';
   const sudo = await host.run(['sudo', '-n', 'true'], { timeoutMs: 20_000 }).catch(() => ({ code: 127 }));
-  if (sudo.code === 0) throw new ProvisionError(`${username} has passwordless sudo, but polygate drives nodes only as root for now: use ssh_username root`);
+  if (sudo.code === 0) return 'sudo';
   throw new ProvisionError(`${username} is not root and has no passwordless sudo; polygate needs root on the node`);
 }

@@ -37,7 +37,7 @@ export interface AttachedNode {
   firewall: Firewall | null;
 }
 
-type NodeRow = Pick<NodeRecord, 'id' | 'ip_address' | 'ssh_port' | 'ssh_username' | 'ssh_secret' | 'ssh_private_key' | 'ssh_host_key' | 'install_root' | 'status'>;
+type NodeRow = Pick<NodeRecord, 'id' | 'ip_address' | 'ssh_port' | 'ssh_username' | 'ssh_key_username' | 'ssh_secret' | 'ssh_private_key' | 'ssh_host_key' | 'install_root' | 'status'>;
 
 /** Says the host key changed; the connection layer words it "host key mismatch for …". */
 export const isHostKeyMismatch = (message: string): boolean => /host key mismatch/i.test(message);

@@ -16,7 +16,7 @@ PKGS=(
   prometheus            # promtool check metrics
   shellcheck systemd    # install script lint; systemd-analyze verify of the unit (no systemd runs here)
   iproute2              # network namespaces and veth pairs for integration tests
-  openssh-server        # real sshd for node preflight and SshHost tests
+  openssh-server sudo   # real sshd for node preflight and SshHost tests; sudo: nodes added with a sudo login
   chromium              # headless browser check of /docs
   iputils-ping          # pings through VPN tunnels in end-to-end tests
   socat ca-certificates procps

@@ -5,6 +5,20 @@ import { createHarness, forEachDatabase, type Harness } from '../helpers/harness
 import { freePort, sshdUnavailableReason, startSilentServer, startSshd, SSHD_TEST_USER, type SshdFixture } from '../helpers/sshd';
 import { requirePrerequisite } from '../helpers/prereq';
 import { COMMUNICATION_METHOD_MESSAGE } from '../../core/services/nodes';
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { publicKeyOf, SshHost } from '../../core/hosts/ssh-host';
+import { nodeSshOptions } from '../../core/nodes/credentials';
+
+/** Why a sudo login cannot be tested here, or null. */
+const sudoMissing = ((): string | null => {
+  try {
+    execFileSync('sudo', ['-V'], { stdio: 'pipe' });
+    return null;
+  } catch {
+    return 'sudo is not installed (scripts/ci/install-system-packages.sh installs it)';
+  }
+})();
 
 const CREATED = 'Node created and installation started in background.';
 const UPDATED = 'Node updated. Sync triggered only for changed services.';
@@ -489,6 +503,38 @@ forEachDatabase((kind) => {
         expect([forced.status, forced.payload]).to.deep.equal(['done', { force: true }]);
         expect(await NodeRecord.findByPk(id)).to.equal(null);
         expect(await PortReservation.count({ where: { server_identifier: `node_${id}` } })).to.equal(0);
+      });
+
+      it("a login with passwordless sudo: the panel's key is installed for root through sudo, the password is dropped, the node is driven as root; DELETE removes the key again", async function () {
+        needSshd(this);
+        requirePrerequisite(this, sudoMissing === null, sudoMissing ?? '');
+        const node = await startSshd({ sudo: true });
+        try {
+          const id = await createNode({ name: 'Node S', openvpn_port: 1201 }, node);
+          const row = (await NodeRecord.findByPk(id, { raw: true }))!;
+          const jobs = await jobsOf(id);
+          expect(jobs.map((j) => [j.kind, j.status])).to.deep.equal([['node.provision', 'done']]);
+          expect(row.status, row.status_message ?? '').to.equal('active');
+          expect(row.ssh_username).to.equal(SSHD_TEST_USER);
+          expect(row.ssh_key_username).to.equal('root');
+          expect(row.ssh_secret).to.equal(null);
+          const rootKeys = await fs.readFile(node.rootAuthorizedKeysPath!, 'utf8');
+          expect(rootKeys).to.include(publicKeyOf(h.core.ctx.secrets.open(row.ssh_private_key!)).split(' ').slice(0, 2).join(' '));
+          // The panel's later connections (its runtime, deletion) log in as root with the key.
+          const host = new SshHost(`node_${id}`, nodeSshOptions(h.core.ctx.secrets, row));
+          try {
+            expect((await host.run(['id', '-u'])).stdout.trim()).to.equal('0');
+          } finally {
+            await host.close();
+          }
+          const res = await asMain(h.http.delete(`/api/v1/nodes/${id}`));
+          expect(res.status).to.equal(202);
+          await h.services.nodes.jobs.waitForIdle(20_000);
+          expect(await NodeRecord.findByPk(id)).to.equal(null);
+          expect(await fs.readFile(node.rootAuthorizedKeysPath!, 'utf8')).to.not.include('polygate@');
+        } finally {
+          await node.stop();
+        }
       });
     });
   });

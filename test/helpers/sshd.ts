@@ -40,6 +40,12 @@ export interface SshdOptions {
   port?: number;
   /** Log in as a uid-0 user (PermitRootLogin yes for that user only) instead of the unprivileged one. */
   root?: boolean;
+  /**
+   * The unprivileged login gets passwordless sudo (a sudoers.d entry removed at stop), and root
+   * may log in with a key. sshd runs in a private mount namespace where root's `~/.ssh` is a
+   * directory of the fixture's own, so nothing of this machine's root login changes.
+   */
+  sudo?: boolean;
 }
 
 export interface SshdFixture {
@@ -56,6 +62,8 @@ export interface SshdFixture {
   setPassword(password: string): void;
   /** Everything sshd wrote to stderr (-e), for failure messages. */
   log(): string;
+  /** With `sudo`: root's authorized_keys as sshd (and everything started under it) sees it. */
+  rootAuthorizedKeysPath?: string;
   /** Stops sshd (SIGTERM, SIGKILL after 3 s) and removes its temp dir; idempotent. */
   stop(): Promise<void>;
 }
@@ -64,7 +72,7 @@ export interface SshdFixture {
 export function sshdUnavailableReason(): string | null {
   if (process.getuid?.() !== 0) return 'not running as root (needs useradd, chpasswd and sshd)';
   if (!existsSync(SSHD)) return `${SSHD} is missing (apt-get install -y --no-install-recommends openssh-server)`;
-  for (const tool of ['ssh-keygen', 'useradd', 'chpasswd']) {
+  for (const tool of ['ssh-keygen', 'useradd', 'chpasswd', 'unshare']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' });
     } catch {
@@ -219,6 +227,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture>
   let stopped = false;
   const listenAddress = options.listenAddress ?? '127.0.0.1';
   const hostKey = path.join(dir, 'host_ed25519');
+  const rootSshDir = path.join(dir, 'root-ssh');
+  const sudoers = `/etc/sudoers.d/polygate-test-${process.pid}-${path.basename(dir)}`;
   const cfg = path.join(dir, 'sshd_config');
   const killChild = async () => {
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -232,13 +242,18 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture>
     if (stopped) return;
     stopped = true;
     await killChild();
+    if (options.sudo) await fs.rm(sudoers, { force: true });
     await fs.rm(dir, { recursive: true, force: true });
     liveFixtures--;
     releaseTestUser();
   };
   let port = options.port ?? 0;
   const launch = async () => {
-    child = spawn(options.netns ? 'ip' : SSHD, [...(options.netns ? ['netns', 'exec', options.netns, SSHD] : []), '-D', '-e', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const sshd = [SSHD, '-D', '-e', '-f', cfg];
+    // Root's ~/.ssh is swapped for the fixture's own in a mount namespace of sshd's alone.
+    const contained = options.sudo ? ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /root/.ssh && shift && exec "$@"', 'sshd-fixture', rootSshDir, ...sshd] : sshd;
+    const argv = options.netns ? ['ip', 'netns', 'exec', options.netns, ...contained] : contained;
+    child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.on('data', (c: Buffer) => {
       log += c.toString();
       if (log.length > 200_000) log = log.slice(-100_000);
@@ -253,6 +268,11 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture>
     await fs.mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation dir
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey], { stdio: 'pipe' });
     if (port === 0) port = options.netns ? 22 : await freePort();
+    if (options.sudo) {
+      await fs.mkdir(rootSshDir, { mode: 0o700 });
+      await fs.mkdir('/root/.ssh', { recursive: true, mode: 0o700 });
+      await fs.writeFile(sudoers, `${username} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+    }
     await fs.writeFile(
       cfg,
       [
@@ -263,9 +283,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture>
         'KbdInteractiveAuthentication no',
         'PubkeyAuthentication yes',
         'UsePAM yes',
-        // Only our own uid-0 name is allowed in (AllowUsers); root itself never is.
-        `PermitRootLogin ${options.root ? 'yes' : 'no'}`,
-        `AllowUsers ${username}`,
+        // Only our own uid-0 name is allowed in (AllowUsers); root itself only with sudo, by key, into the fixture's ~/.ssh.
+        `PermitRootLogin ${options.root ? 'yes' : options.sudo ? 'prohibit-password' : 'no'}`,
+        `AllowUsers ${username}${options.sudo ? ' root' : ''}`,
         'StrictModes no',
         'Subsystem sftp internal-sftp',
         'LogLevel VERBOSE',
@@ -285,6 +305,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdFixture>
       },
       hostKeyPath: hostKey,
       log: () => log,
+      ...(options.sudo && { rootAuthorizedKeysPath: path.join(rootSshDir, 'authorized_keys') }),
       stop,
       setPassword: (password: string) => execFileSync('chpasswd', { input: `${username}:${password}\n`, stdio: ['pipe', 'pipe', 'pipe'] }),
       replaceHostKey: async () => {

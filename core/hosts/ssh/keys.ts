@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { utils as sshUtils } from 'ssh2';
 import { invalid } from '../../errors';
@@ -56,18 +57,52 @@ export async function installAuthorizedKey(host: Host, publicKey: string): Promi
   await host.mkdirp(dir, 0o700);
   let existing = '';
   if (await host.exists(file)) existing = (await host.readFile(file)).toString('utf8');
-  const present = existing.split('\n').some((l) => {
-    const fields = l.trim().split(/\s+/);
-    // Options may precede the key type in authorized_keys; look for type + blob anywhere.
-    const i = fields.indexOf(m[1]!);
-    return i >= 0 && fields[i + 1] === m[2];
-  });
-  if (present) {
+  if (holdsKey(existing, m)) {
     await runChecked(host, ['chmod', '600', '--', file], { timeoutMs: 20_000 });
     return { installed: false, path: file };
   }
   const prefix = existing === '' || existing.endsWith('\n') ? existing : `${existing}\n`;
   await host.writeFileAtomic(file, `${prefix}${line}\n`, 0o600);
+  return { installed: true, path: file };
+}
+
+/** Options may precede the key type in authorized_keys: a line holds the key when type + blob appear in it. */
+function holdsKey(authorizedKeys: string, key: RegExpExecArray): boolean {
+  return authorizedKeys.split('\n').some((l) => {
+    const fields = l.trim().split(/\s+/);
+    const i = fields.indexOf(key[1]!);
+    return i >= 0 && fields[i + 1] === key[2];
+  });
+}
+
+/**
+ * Adds `publicKey` to root's `authorized_keys` through passwordless sudo (`sudo -n`) of the
+ * login the host runs programs as, unless it is there already; same modes and atomic write as
+ * `installAuthorizedKey`. Lets a node added with a sudo login be driven as root with the
+ * panel's key afterwards (sshd's default `PermitRootLogin prohibit-password` allows that).
+ */
+export async function installRootAuthorizedKeyWithSudo(host: Host, publicKey: string): Promise<{ installed: boolean; path: string }> {
+  const line = publicKey.trim();
+  const m = PUBLIC_KEY_RE.exec(line);
+  if (!m) throw invalid('public key must be one OpenSSH public key line (e.g. "ssh-ed25519 AAAA… comment")');
+  const sudo = (argv: readonly string[], stdin?: string) => runChecked(host, ['sudo', '-n', '--', ...argv], { timeoutMs: 20_000, stdin });
+  const home = (await sudo(['getent', 'passwd', 'root'])).stdout.trim().split(':')[5] ?? '';
+  if (!home.startsWith('/')) throw new HostError(host.id, 'failed', `cannot find root's home directory on ${host.id}`);
+  const dir = path.posix.join(home, '.ssh');
+  const file = path.posix.join(dir, 'authorized_keys');
+  await sudo(['mkdir', '-p', '--', dir]);
+  await sudo(['chmod', '700', '--', dir]);
+  const current = await host.run(['sudo', '-n', '--', 'cat', '--', file], { timeoutMs: 20_000 });
+  const existing = current.code === 0 ? current.stdout : '';
+  if (holdsKey(existing, m)) {
+    await sudo(['chmod', '600', '--', file]);
+    return { installed: false, path: file };
+  }
+  const prefix = existing === '' || existing.endsWith('\n') ? existing : `${existing}\n`;
+  const tmp = `${file}.polygate-${randomBytes(6).toString('hex')}.tmp`;
+  await sudo(['tee', '--', tmp], `${prefix}${line}\n`);
+  await sudo(['chmod', '600', '--', tmp]);
+  await sudo(['mv', '-f', '--', tmp, file]);
   return { installed: true, path: file };
 }
 
@@ -93,11 +128,7 @@ export async function removeAuthorizedKey(host: Host, publicKey: string): Promis
   const file = path.posix.join(home, '.ssh', 'authorized_keys');
   if (!(await host.exists(file))) return { removed: false, path: file };
   const lines = (await host.readFile(file)).toString('utf8').split('\n');
-  const kept = lines.filter((l) => {
-    const fields = l.trim().split(/\s+/);
-    const i = fields.indexOf(m[1]!);
-    return !(i >= 0 && fields[i + 1] === m[2]);
-  });
+  const kept = lines.filter((l) => !holdsKey(l, m));
   if (kept.length === lines.length) return { removed: false, path: file };
   await host.writeFileAtomic(file, kept.join('\n'), 0o600);
   return { removed: true, path: file };
