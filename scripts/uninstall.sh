@@ -49,8 +49,18 @@ fi
 if [ -z "$ROOT" ]; then
   [ "$(id -u)" -eq 0 ] || die "run as root"
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    # Stopping polygate stops the VPN daemons it runs: every session ends here.
     systemctl disable --now polygate.service 2>/dev/null || true
+  fi
+  # polygate leaves its VPN daemons running when it stops (a restart cuts no session); an
+  # uninstall ends them: each runs under a keeper whose pid files sit beside .polygate-keeper.sh.
+  if [ -d "$DATA_DIR" ]; then
+    find "$DATA_DIR" -name .polygate-keeper.sh -type f -print0 2>/dev/null | while IFS= read -r -d '' keeper; do
+      for pidfile in "$(dirname "$keeper")"/*.pid; do
+        [ -f "$pidfile" ] || continue
+        pid="$(head -c 16 "$pidfile" | tr -cd '0-9')"
+        if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then say "stopped VPN daemon $pid ($(basename "$pidfile" .pid))"; fi
+      done
+    done || true
   fi
 fi
 
