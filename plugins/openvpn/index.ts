@@ -5,10 +5,10 @@ import {
   AvailabilityProbe,
   assertTransport,
   defineProtocolPlugin,
+  EndedRecordFolder,
   freeSubnet,
   invalid,
   notFound,
-  parseStatusText,
   ProcessSupervisor,
   supervisorBackoffConfig,
   runChecked,
@@ -26,15 +26,26 @@ import {
   type PluginContext,
   type PortNeed,
   type ProtocolPluginInstance,
+  type SessionEnded,
   type SessionPoll,
-  type StatusTextSession,
 } from '../../core';
 import { ManagementClient, type ConnectRequest } from './management';
 import { renderClientProfile, renderServerConfig, type ClientRemote } from './render';
+import {
+  DISCONNECT_HOOK_SCRIPT,
+  ENDED_RECORD_NAME_RE,
+  openVpnSessionId,
+  parseClientList,
+  parseEndedRecord,
+  parseOpenVpnSessionKey,
+  withSessionIds,
+  type StatusRow,
+} from './status';
 import { assertCommonName, assertHost, assertIp, assertPort, assertSafePath, parseIpv4Subnet } from './validate';
 
 export { ManagementClient, ManagementParser, sanitizeReason } from './management';
 export { renderClientProfile, renderServerConfig } from './render';
+export { DISCONNECT_HOOK_SCRIPT, openVpnSessionId, parseClientList, parseEndedRecord, parseOpenVpnSessionKey, withSessionIds } from './status';
 
 /** Plugin settings; every field has a default, so `{}` is a valid configuration. */
 export const openVpnConfigSchema = z.object({
@@ -92,17 +103,23 @@ interface MaterialPaths {
 }
 
 /**
- * The session key of one OpenVPN connection: OpenVPN's client id is unique within one
- * process run, so the scope (`<serverId>:<port><proto>`) makes it unique across instances,
- * and `connectedAt` tells a reused id after a restart apart.
+ * The session key of one OpenVPN connection: `<scope>:<epoch>:<virtual address>:<connected
+ * since>` (see status.ts). The same in polls, in management DISCONNECTs and in the disconnect
+ * hook's records; equal across a panel restart (the daemon is adopted, its epoch kept), new when
+ * the daemon really restarts.
  */
-export const openVpnSessionKey = (scope: string, clientId: string | number): string => `${scope}:${clientId}`;
+export const openVpnSessionKey = (scope: string, epoch: string, virtualAddress: string, connectedSince: number): string =>
+  `${scope}:${openVpnSessionId(epoch, virtualAddress, connectedSince)}`;
 
 /** `main:1194udp`. */
 export const openVpnScope = (serverId: string, port: number, proto: 'udp' | 'tcp'): string => `${serverId}:${port}${proto}`;
 
 interface TrackedSession {
   cid: number;
+  /** The daemon run the session belongs to (part of its key). */
+  epoch: string;
+  /** Empty until OpenVPN assigned it; a session without one has no key yet. */
+  virtualAddress: string;
   username: string;
   remoteAddress: string;
   connectedAt: number;
@@ -121,6 +138,12 @@ interface Instance {
   supervisor: ProcessSupervisor;
   management: ManagementClient;
   sessions: Map<number, TrackedSession>;
+  /** The current daemon run (`supervisor.epoch`), kept until its exit has been handled. */
+  epoch: string | undefined;
+  /** The current run was found running (a previous panel started it) and taken over. */
+  adopted: boolean;
+  /** The config file differed from what the running daemon was started with. */
+  configChanged: boolean;
 }
 
 const instanceKey = (port: number, proto: string) => `${port}${proto}`;
@@ -137,6 +160,13 @@ const CRL_RE = /^-----BEGIN X509 CRL-----\n[A-Za-z0-9+/=\n]+-----END X509 CRL---
  * and answers `status 3` for accounting. Certificates come from the panel's PKI
  * (`ctx.pki`); revocations arrive as the `pki_crl` setting and are checked by OpenVPN on
  * every new connection (`crl-verify`), without a restart.
+ *
+ * The daemons are detached (the kit supervisor's `detached`): they belong to their host, not to
+ * the panel or its SSH channel. `detach()` leaves them and their sessions running, and the next
+ * instance on the same host and state dir adopts them: same processes, same session keys
+ * (`<scope>:<epoch>:<virtual address>:<since>`). Every session that ends, also while no panel is
+ * attached, leaves a record with its final counters on the host (the client-disconnect hook);
+ * records are folded into `ctx.sessionEnded` after each poll and deleted once the panel holds them.
  *
  * @example
  * const vpn = openvpnPlugin.create(ctx);
@@ -158,6 +188,9 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   private crlWritten: string | undefined;
   /** apply/stop/material run one at a time, so the host never sees two reconciliations interleave. */
   private readonly lock = new SerialLock();
+  private readonly hookPath: string;
+  private readonly endedDir: string;
+  private readonly folder: EndedRecordFolder;
 
   constructor(private readonly ctx: PluginContext<OpenVpnConfig>) {
     this.config = ctx.config;
@@ -177,6 +210,17 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       crl: path.posix.join(dir, 'crl.pem'),
       tlsCrypt: path.posix.join(dir, 'tls-crypt.key'),
     };
+    this.hookPath = path.posix.join(this.stateDir, 'hooks', 'client-disconnect.sh');
+    this.endedDir = path.posix.join(this.stateDir, 'ended');
+    this.folder = new EndedRecordFolder({
+      host: ctx.host,
+      dir: this.endedDir,
+      reportedPath: path.posix.join(this.stateDir, 'ended-reported.json'),
+      isRecord: (name) => ENDED_RECORD_NAME_RE.test(name),
+      parse: (_name, text) => parseEndedRecord(text, this.serverId, (port, proto) => openVpnScope(this.serverId, port, proto)),
+      report: (ended) => ctx.sessionEnded(ended),
+      logger: ctx.logger,
+    });
   }
 
   async availability(): Promise<Availability> {
@@ -226,9 +270,35 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     await this.cutWhere((s) => !users.has(s.username), 'cutting removed users', started);
   }
 
+  /**
+   * Stops every daemon (SIGTERM: each client's session ends and the hook records it), then folds
+   * the records those ends left, so nothing stays behind on the host.
+   */
   stop(): Promise<void> {
     return this.lock.run(async () => {
       await Promise.all([...this.running.values()].map((inst) => this.stopInstance(inst)));
+      if (this.materialReady) await this.foldEnded();
+    });
+  }
+
+  /**
+   * The panel goes away (shutdown, restart, upgrade): stop watching the daemons and close their
+   * management connections, and leave the daemons and every session running for the next
+   * instance to adopt. Nothing is reported ended. While no management client is attached,
+   * OpenVPN holds new logins (and renegotiations) waiting for a verdict; see `adopt`.
+   */
+  detach(): Promise<void> {
+    return this.lock.run(async () => {
+      const list = [...this.running.values()];
+      this.running.clear();
+      for (const inst of list) {
+        inst.management.removeAllListeners();
+        inst.supervisor.removeAllListeners();
+      }
+      await Promise.all(list.map(async (inst) => {
+        await inst.supervisor.detach();
+        await inst.management.close();
+      }));
     });
   }
 
@@ -237,12 +307,24 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   /**
-   * The raw `status 3` of every running instance, scope `<serverId>:<port><proto>` (session
-   * key `<scope>:<Client ID>`), for the accounting parser. Rejects if any instance cannot answer.
+   * The `status 3` of every running instance, scope `<serverId>:<port><proto>`, for the
+   * accounting parser, with each session's Client ID replaced by its session id so the parser
+   * keys it `<scope>:<epoch>:<virtual address>:<since>` (see status.ts). Rejects if any instance
+   * cannot answer. Each poll is followed by a fold of the hook's ended-session records.
    */
   async pollSessions(): Promise<SessionPoll> {
     const list = [...this.running.values()];
-    const texts = await Promise.all(list.map(async (inst) => ({ scope: inst.scope, text: await inst.management.status3() })));
+    const texts = await Promise.all(
+      list.map(async (inst) => {
+        const raw = await inst.management.status3();
+        const epoch = inst.epoch;
+        if (epoch === undefined) throw unavailable(`OpenVPN ${inst.key} on ${this.serverId} is restarting`);
+        this.track(inst, raw);
+        return { scope: inst.scope, text: withSessionIds(raw, epoch) };
+      }),
+    );
+    // Not awaited: a slow host or a busy panel must not hold up accounting; folds run one at a time.
+    if (this.materialReady) void this.foldEnded();
     return { kind: 'status-text', format: 'openvpn-status3', texts };
   }
 
@@ -258,10 +340,15 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       await this.cutWhere((s) => s.username === target.username, `disconnect ${target.username}`);
       return;
     }
-    const m = /^(.*):(\d{1,15})$/.exec(String(target.sessionKey));
-    const inst = m ? [...this.running.values()].find((i) => i.scope === m[1]) : undefined;
-    if (!m || !inst) throw notFound(`no OpenVPN session ${JSON.stringify(target.sessionKey)} on ${this.serverId}`);
-    await this.halt(inst, Number(m[2]));
+    const key = parseOpenVpnSessionKey(String(target.sessionKey));
+    const inst = key ? [...this.running.values()].find((i) => i.scope === key.scope) : undefined;
+    if (!key || !inst) throw notFound(`no OpenVPN session ${JSON.stringify(target.sessionKey)} on ${this.serverId}`);
+    // A session of an earlier daemon run, or one no longer listed, has ended already.
+    if (key.epoch !== inst.epoch) return;
+    const row = parseClientList(await inst.management.status3()).find(
+      (r) => r.virtualAddress === key.virtualAddress && r.connectedSince === key.connectedSince && r.clientId !== undefined,
+    );
+    if (row) await this.halt(inst, row.clientId!);
   }
 
   /**
@@ -296,13 +383,27 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   /** Running instances (for tests and /health): key, pid, management state. */
-  describe(): Array<{ key: string; scope: string; device: string; subnet: string; pid: number | undefined; managementConnected: boolean; restarts: number; socketPath: string; confPath: string }> {
+  describe(): Array<{
+    key: string;
+    scope: string;
+    device: string;
+    subnet: string;
+    pid: number | undefined;
+    epoch: string | undefined;
+    adopted: boolean;
+    managementConnected: boolean;
+    restarts: number;
+    socketPath: string;
+    confPath: string;
+  }> {
     return [...this.running.values()].map((i) => ({
       key: i.key,
       scope: i.scope,
       device: i.device,
       subnet: i.spec.subnet,
       pid: i.supervisor.pid,
+      epoch: i.epoch,
+      adopted: i.adopted,
       managementConnected: i.management.connected,
       restarts: i.supervisor.restarts,
       socketPath: i.socketPath,
@@ -328,7 +429,15 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     await this.writeIfChanged(this.paths.serverKey, server.privateKey, 0o600);
     await this.writeIfChanged(this.paths.serverCert, server.certificate, 0o644);
     await this.ensureTlsCryptKey();
+    await host.mkdirp(path.posix.dirname(this.hookPath), 0o700);
+    await this.writeIfChanged(this.hookPath, DISCONNECT_HOOK_SCRIPT, 0o755);
+    await host.mkdirp(this.endedDir, 0o700);
     this.materialReady = true;
+  }
+
+  /** Reports the records the disconnect hook left (exactly-once fold; see EndedRecordFolder). */
+  private async foldEnded(): Promise<void> {
+    await this.folder.fold().catch((err: Error) => this.ctx.logger.warn({ err: err.message, serverId: this.serverId }, 'folding OpenVPN ended-session records failed; retried after the next poll'));
   }
 
   /** The tls-crypt static key (`openvpn --genkey secret`), created once on this host, mode 0600. */
@@ -373,14 +482,15 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     await inst.management.killClient(cid, 'HALT');
   }
 
-  /** client-kill HALT every session in `status 3` that matches (read by the accounting parser). */
-  private async cutWhere(match: (session: StatusTextSession) => boolean, what: string, skip: ReadonlySet<string> = new Set()): Promise<void> {
+  /** client-kill HALT every established session in `status 3` that matches. */
+  private async cutWhere(match: (session: StatusRow) => boolean, what: string, skip: ReadonlySet<string> = new Set()): Promise<void> {
     const errors: string[] = [];
     for (const inst of [...this.running.values()]) {
       if (skip.has(inst.key)) continue;
       try {
-        const { sessions } = parseStatusText({ format: 'openvpn-status3', protocol: 'openvpn', text: await inst.management.status3() });
-        for (const s of sessions) if (match(s) && /^\d+$/.test(s.id)) await this.halt(inst, Number(s.id));
+        for (const s of parseClientList(await inst.management.status3())) {
+          if (s.virtualAddress && s.clientId !== undefined && match(s)) await this.halt(inst, s.clientId);
+        }
       } catch (e) {
         errors.push(`${inst.key}: ${(e as Error).message}`);
       }
@@ -388,7 +498,7 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     if (errors.length) throw unavailable(`${what} on ${this.serverId} failed on ${errors.join('; ')}`);
   }
 
-  /** Returns the keys of the instances it started. */
+  /** Returns the keys of the instances it started (not those it adopted: they have sessions). */
   private async reconcile(): Promise<Set<string>> {
     // Stop what is gone first, so ports, devices and subnets are free again.
     for (const inst of [...this.running.values()]) {
@@ -400,26 +510,55 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       toStart.push(await this.createInstance(key, spec));
     }
     await Promise.all(toStart.map((inst) => this.waitReady(inst)));
-    return new Set(toStart.map((i) => i.key));
+    return new Set(toStart.filter((i) => !i.adopted).map((i) => i.key));
   }
 
   /**
    * Management connects before the server has finished initializing, and until then `status`
    * answers "not supported by the current daemon mode": an instance is started only once it
-   * answers, so the first accounting poll after an apply never fails.
+   * answers, so the first accounting poll after an apply never fails. An adopted daemon answers
+   * at once; its live sessions are tracked from that answer (same keys as before the panel left).
    */
   private async waitReady(inst: Instance): Promise<void> {
     const end = Date.now() + this.config.startTimeoutMs;
     await inst.management.waitConnected(this.config.startTimeoutMs);
+    await waitFor(() => inst.epoch !== undefined, Math.max(0, end - Date.now()));
+    if (inst.epoch === undefined) throw unavailable(`OpenVPN ${inst.key} on ${this.serverId} did not start within ${this.config.startTimeoutMs} ms`);
     for (;;) {
       try {
-        await inst.management.status3();
-        return;
+        this.track(inst, await inst.management.status3());
+        break;
       } catch (err) {
         if (Date.now() > end) throw err;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+    if (inst.adopted) {
+      this.ctx.logger.info({ instance: inst.key, pid: inst.supervisor.pid, epoch: inst.epoch, sessions: inst.sessions.size }, 'adopted the running OpenVPN daemon and its sessions');
+    }
+  }
+
+  /** The established sessions `status 3` lists, with the freshest counters known. */
+  private track(inst: Instance, statusText: string): void {
+    const epoch = inst.epoch;
+    if (epoch === undefined) return;
+    const next = new Map<number, TrackedSession>();
+    for (const row of parseClientList(statusText)) {
+      if (!row.virtualAddress || row.clientId === undefined) continue;
+      const prev = inst.sessions.get(row.clientId);
+      const same = prev && prev.epoch === epoch && prev.connectedAt === row.connectedSince;
+      next.set(row.clientId, {
+        cid: row.clientId,
+        epoch,
+        virtualAddress: row.virtualAddress,
+        username: row.username,
+        remoteAddress: row.realAddress,
+        connectedAt: row.connectedSince,
+        rx: Math.max(row.bytesReceived, same ? prev.rx : 0),
+        tx: Math.max(row.bytesSent, same ? prev.tx : 0),
+      });
+    }
+    inst.sessions = next;
   }
 
   private async createInstance(key: string, spec: OpenVpnInstanceSpec): Promise<Instance> {
@@ -456,11 +595,15 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       dns: this.config.dns,
       dco: this.config.dco,
       verb: this.config.verb,
+      disconnectHook: { script: this.hookPath, recordDir: this.endedDir, instance: key },
     });
     const { host } = this.ctx;
     await host.mkdirp(runDir, 0o700);
     await host.mkdirp(confDir, 0o700);
-    await host.writeFileAtomic(confPath, configText, 0o600);
+    // A daemon still running from before was started with the file as it is now: adopting it
+    // is only right when this instance would start it with the same config.
+    const previous = await host.readFile(confPath).then((b) => b.toString('utf8'), () => null);
+    if (previous !== configText) await host.writeFileAtomic(confPath, configText, 0o600);
     const logger = this.ctx.logger.child({ instance: key });
     const supervisor = new ProcessSupervisor({
       host,
@@ -469,7 +612,11 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       logger,
       initialBackoffMs: this.config.restartInitialMs,
       maxBackoffMs: this.config.restartMaxMs,
-      // A stale socket from a killed run would be connected to and refused.
+      startTimeoutMs: this.config.startTimeoutMs,
+      // One pid and log file per instance: the daemon outlives this panel and the next adopts it.
+      detached: { pidFile: path.posix.join(runDir, `${key}.pid`), logFile: path.posix.join(runDir, `${key}.log`) },
+      // A stale socket from a killed run would be connected to and refused. Not run on adoption:
+      // the socket is the live daemon's.
       beforeStart: () => host.remove(socketPath),
     });
     const management = new ManagementClient({
@@ -479,17 +626,38 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       commandTimeoutMs: this.config.managementTimeoutMs,
       bytecountIntervalSec: this.config.bytecountIntervalSec,
     });
-    const inst: Instance = { key, spec: { ...spec, subnet }, index, device, scope, confPath, socketPath, supervisor, management, sessions: new Map() };
+    const inst: Instance = {
+      key,
+      spec: { ...spec, subnet },
+      index,
+      device,
+      scope,
+      confPath,
+      socketPath,
+      supervisor,
+      management,
+      sessions: new Map(),
+      epoch: undefined,
+      adopted: false,
+      configChanged: previous !== null && previous !== configText,
+    };
     management.on('connect-request', (req) => void this.onConnectRequest(inst, req));
     management.on('established', ({ cid, env }) => {
+      if (inst.epoch === undefined) return;
       inst.sessions.set(cid, {
         cid,
+        epoch: inst.epoch,
+        virtualAddress: env.ifconfig_pool_remote_ip ?? '',
         username: env.common_name ?? '',
-        remoteAddress: env.trusted_ip ?? env.untrusted_ip ?? '',
+        remoteAddress: remoteOf(env),
         connectedAt: Number(env.time_unix) || Math.floor(this.ctx.clock.now().getTime() / 1000),
         rx: 0,
         tx: 0,
       });
+    });
+    management.on('address', ({ cid, address, primary }) => {
+      const s = inst.sessions.get(cid);
+      if (s && primary && !s.virtualAddress && /^\d{1,3}(?:\.\d{1,3}){3}$/.test(address)) s.virtualAddress = address;
     });
     management.on('bytecount', ({ cid, bytesReceived, bytesSent }) => {
       const s = inst.sessions.get(cid);
@@ -498,18 +666,23 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
         s.tx = bytesSent;
       }
     });
+    // The hook records this end too (same key): this report is the prompt one, the record the
+    // one that survives a panel that is away.
     management.on('disconnect', ({ cid, env, bytesReceived, bytesSent }) => {
       const tracked = inst.sessions.get(cid);
       inst.sessions.delete(cid);
       // Connections refused before they were established carry no counters: not sessions.
       const username = env.common_name ?? tracked?.username;
-      if (bytesReceived === undefined || bytesSent === undefined || !username) return;
+      const epoch = inst.epoch ?? tracked?.epoch;
+      if (bytesReceived === undefined || bytesSent === undefined || !username || epoch === undefined) return;
       this.ended(
         inst,
         {
           cid,
+          epoch,
+          virtualAddress: env.ifconfig_pool_remote_ip ?? tracked?.virtualAddress ?? '',
           username,
-          remoteAddress: env.trusted_ip ?? tracked?.remoteAddress ?? '',
+          remoteAddress: env.trusted_ip ? remoteOf(env) : tracked?.remoteAddress ?? '',
           connectedAt: Number(env.time_unix) || tracked?.connectedAt || 0,
           rx: bytesReceived,
           tx: bytesSent,
@@ -517,12 +690,24 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
         'disconnected',
       );
     });
+    supervisor.on('spawn', (_pid, run) => {
+      inst.epoch = run.epoch;
+      inst.adopted = run.adopted;
+      if (run.adopted && inst.configChanged) {
+        // The running daemon has the old config: the new one only takes effect by a restart.
+        inst.configChanged = false;
+        logger.warn({ instance: key }, 'the running OpenVPN daemon was started with another config; restarting it');
+        void supervisor.restart().catch((err: Error) => logger.error({ err: err.message }, 'restarting OpenVPN for its new config failed'));
+      }
+    });
     // The process is gone: no DISCONNECT events will come for what was still live. Wait
     // until its management connection has closed, so DISCONNECTs it did send (on SIGTERM)
     // are handled first. A management reconnect alone (e.g. after a command timeout) is
     // not an exit: sessions go on and stay tracked.
     supervisor.on('exit', (exit) => {
-      void waitFor(() => !management.connected, 2_000).then(() => this.flushSessions(inst, exit.requested ? 'server-stopped' : 'server-exit'));
+      const epoch = inst.epoch;
+      inst.epoch = undefined;
+      void waitFor(() => !management.connected, 2_000).then(() => this.flushSessions(inst, exit.requested ? 'server-stopped' : 'server-exit', epoch));
     });
     this.running.set(key, inst);
     management.start();
@@ -533,7 +718,7 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   private async stopInstance(inst: Instance): Promise<void> {
     this.running.delete(inst.key);
     // SIGTERM first: OpenVPN reports DISCONNECT (final counters) for each client while the
-    // management connection is still open.
+    // management connection is still open, and runs the disconnect hook for each.
     await inst.supervisor.stop();
     await waitFor(() => !inst.management.connected, 2_000);
     await inst.management.close();
@@ -574,9 +759,12 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   }
 
   private ended(inst: Instance, s: TrackedSession, reason: string): void {
-    this.ctx.sessionEnded({
+    // Without a virtual address the session never carried traffic under a key; the hook's record
+    // (or the poll) accounts for it.
+    if (!s.virtualAddress) return;
+    const ended: SessionEnded = {
       session: {
-        sessionKey: openVpnSessionKey(inst.scope, s.cid),
+        sessionKey: openVpnSessionKey(inst.scope, s.epoch, s.virtualAddress, s.connectedAt),
         username: s.username,
         protocol: 'openvpn',
         serverId: this.serverId,
@@ -586,15 +774,27 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
         txBytes: s.tx,
       },
       reason,
-    });
+    };
+    // A report the panel could not store is not lost: the hook's record (a clean end) or the
+    // poll's vanish (a dead daemon) carries the same key.
+    this.ctx.sessionEnded(ended).catch((err: Error) => this.ctx.logger.warn({ err: err.message, sessionKey: ended.session.sessionKey }, 'the panel did not take an OpenVPN session end'));
   }
 
-  /** Reports every tracked session as ended with its last known counters (from bytecount). */
-  private flushSessions(inst: Instance, reason: string): void {
-    const list = [...inst.sessions.values()];
-    inst.sessions.clear();
-    for (const s of list) this.ended(inst, s, reason);
+  /** Reports tracked sessions (of one daemon run, or all) as ended with their last known counters (from bytecount). */
+  private flushSessions(inst: Instance, reason: string, epoch?: string): void {
+    for (const s of [...inst.sessions.values()]) {
+      if (epoch !== undefined && s.epoch !== epoch) continue;
+      inst.sessions.delete(s.cid);
+      this.ended(inst, s, reason);
+    }
   }
+}
+
+/** `ip:port` as `status 3` shows the Real Address. */
+function remoteOf(env: Readonly<Record<string, string>>): string {
+  const ip = env.trusted_ip ?? env.untrusted_ip ?? '';
+  const port = env.trusted_port ?? env.untrusted_port;
+  return ip && port ? `${ip}:${port}` : ip;
 }
 
 /** Real-time wait for a process or socket (not domain time: the domain clock may be frozen in tests). */

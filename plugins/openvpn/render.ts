@@ -60,6 +60,11 @@ export interface ServerConfigInput {
   dco?: boolean;
   /** Log verbosity; default 3. */
   verb?: number;
+  /**
+   * Run `script` (argv: record dir, instance key) as `client-disconnect` for every established
+   * client that ends, with `script-security 2`; without it no script runs (`script-security 1`).
+   */
+  disconnectHook?: { script: string; recordDir: string; instance: string };
 }
 
 const HEADER = '# Managed by polygate: rewritten as a whole on every change. Edits here are lost.';
@@ -71,7 +76,8 @@ const HEADER = '# Managed by polygate: rewritten as a whole on every change. Edi
  *   username the client sends must equal its certificate CN (checked by the decider, so
  *   no `username-as-common-name`);
  * - `duplicate-cn`: one user may hold several sessions (max_clients is enforced by core);
- * - `script-security 1`: no scripts run;
+ * - `script-security 1`: no scripts run, unless the disconnect hook is given (`script-security
+ *   2`, one constant script that records final counters on the host);
  * - `status-version 3` (tab-separated) for `status 3` on the management interface.
  */
 export function renderServerConfig(input: ServerConfigInput): string {
@@ -117,7 +123,15 @@ export function renderServerConfig(input: ServerConfigInput): string {
   // multihome: on a server with several addresses, answer UDP clients from the address they
   // dialed (otherwise clients reject replies from "an unexpected peer address").
   if (proto === 'udp') lines.push('explicit-exit-notify 1', 'multihome');
-  lines.push('script-security 1', 'status-version 3');
+  const hook = input.disconnectHook;
+  if (hook) {
+    if (typeof hook.instance !== 'string' || !/^\d{1,5}(udp|tcp)$/.test(hook.instance)) throw invalid(`disconnectHook.instance must be <port><udp|tcp> (got ${JSON.stringify(hook.instance)})`);
+    // OpenVPN splits the quoted command into argv itself; no shell reads it.
+    lines.push('script-security 2', `client-disconnect "${assertSafePath(hook.script, 'disconnectHook.script')} ${assertSafePath(hook.recordDir, 'disconnectHook.recordDir')} ${hook.instance}"`);
+  } else {
+    lines.push('script-security 1');
+  }
+  lines.push('status-version 3');
   if (input.statusFile !== undefined) {
     const interval = assertIntRange(input.statusIntervalSec ?? 10, 1, 3600, 'statusIntervalSec');
     lines.push(`status ${assertSafePath(input.statusFile, 'statusFile')} ${interval}`);

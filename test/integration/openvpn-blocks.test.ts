@@ -383,7 +383,7 @@ describe('OpenVPN building blocks (integration, network namespaces)', function (
         authorizeCalls.push(r);
         return r.username === 'dave' ? { allowed: false, reason: 'account expired' } : { allowed: true };
       },
-      sessionEnded: (e) => ended.push(e),
+      sessionEnded: async (e) => void ended.push(e),
     };
     expect(openvpnPlugin.apiVersion).to.equal('2.0');
     expect(openvpnPlugin.capabilities).to.equal(OPENVPN_CAPABILITIES);
