@@ -6,6 +6,8 @@ import { PROTOCOLS } from './protocols/table';
 export const PANEL_REQUIREMENTS: readonly ProgramRequirement[] = [
   { program: 'openssl', debianPackages: ['openssl'] },
   { program: 'ip', alsoAt: ['/usr/sbin/ip', '/sbin/ip'], debianPackages: ['iproute2'] },
+  // Daemons are started in their own session, so they outlive the panel and its SSH channel.
+  { program: 'setsid', alsoAt: ['/usr/bin/setsid'], debianPackages: ['util-linux'] },
 ];
 
 /** What the firewall service runs (nftables table `inet polygate`). */

@@ -229,13 +229,16 @@ export class AccountingEngine {
 
   /**
    * A plugin reports a disconnect with final counters. The connection leaves the live view at
-   * once; the event is made durable immediately and counted by the next tick.
+   * once; the event is made durable immediately and counted by the next tick. Resolves once it
+   * is durable; rejects when it could not be stored (it is then counted from memory, and the
+   * plugin keeps its own record to report again: a repeat counts nothing twice, since the tick
+   * adds only final counters minus those the journal already holds for the session).
    */
-  sessionEnded(ended: SessionEnded): void {
+  sessionEnded(ended: SessionEnded): Promise<void> {
     const s = ended.session;
     if (!s || typeof s.sessionKey !== 'string' || !s.sessionKey || !isCounter(s.rxBytes) || !isCounter(s.txBytes)) {
       this.logger.warn({ ended }, 'ignoring a malformed session-ended event');
-      return;
+      return Promise.resolve();
     }
     const sourceId = pluginSourceId(s.protocol, s.serverId);
     const key = trackerKeyOf(sourceId, s.sessionKey);
@@ -252,13 +255,18 @@ export class AccountingEngine {
       reason: String(ended.reason ?? ''),
       receivedAtMs: this.ctx.clock.now().getTime(),
     };
+    let stored = true;
     this.endedWrites = this.endedWrites.then(async () => {
       try {
         await this.journal.recordEnded(event);
       } catch (err) {
+        stored = false;
         this.logger.error({ err, key }, 'could not store a disconnect event; it is kept in memory for the next tick');
         this.unsavedEnded.push(event);
       }
+    });
+    return this.endedWrites.then(() => {
+      if (!stored) throw new Error(`the disconnect of ${key} is not stored yet`);
     });
   }
 

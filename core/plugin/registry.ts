@@ -27,7 +27,8 @@ import {
 /** What core answers plugins with; the accounting engine provides it once it exists. */
 export interface PluginHooks {
   authorize(request: AuthorizeRequest): Promise<AuthorizeResult>;
-  sessionEnded(ended: SessionEnded): void;
+  /** Resolves once the event is durable (see `PluginContext.sessionEnded`). */
+  sessionEnded(ended: SessionEnded): Promise<void>;
 }
 
 export type PluginState = 'available' | 'unavailable';
@@ -328,11 +329,13 @@ export class PluginRegistry {
     }
   }
 
-  private sessionEnded(entry: Entry, ended: SessionEnded): void {
+  private async sessionEnded(entry: Entry, ended: SessionEnded): Promise<void> {
+    if (!this.hooks) throw new Error('the panel is not accounting yet; keep the record and report it again');
     try {
-      this.hooks?.sessionEnded({ ...ended, session: { ...ended.session, protocol: entry.protocol, serverId: entry.serverId } });
+      await this.hooks.sessionEnded({ ...ended, session: { ...ended.session, protocol: entry.protocol, serverId: entry.serverId } });
     } catch (err) {
       this.logger.error({ err, plugin: entry.id }, 'recording an ended session failed');
+      throw err;
     }
   }
 
@@ -366,6 +369,7 @@ export class PluginRegistry {
       availability: () => call('availability', t, () => raw.availability()),
       apply: (state: DesiredState) => call('apply', slow, () => raw.apply(state)),
       stop: () => call('stop', slow, () => raw.stop()),
+      ...(raw.detach && { detach: () => call('detach', slow, () => raw.detach!()) }),
       ports: (): Promise<PortNeed[]> => call('ports', t, () => raw.ports()),
       pollSessions: (): Promise<SessionPoll> => call('pollSessions', t, () => raw.pollSessions()),
       disconnect: (target) => call('disconnect', t, () => raw.disconnect(target)),

@@ -166,8 +166,13 @@ export interface PluginContext<Config> {
   pki: PluginPki;
   /** Core decides every connection; plugins that gate logins call this from their daemon's auth hook. */
   authorize(request: Omit<AuthorizeRequest, 'protocol' | 'serverId'> & Partial<AuthorizeRequest>): Promise<AuthorizeResult>;
-  /** Plugins report ended sessions (with final counters) here as soon as the daemon says so. */
-  sessionEnded(ended: SessionEnded): void;
+  /**
+   * Plugins report ended sessions (with final counters) here as soon as the daemon says so.
+   * Resolves once the panel holds the event durably: only then may a plugin delete the record
+   * its daemon's hook left on the host. Reporting the same session again is harmless (the
+   * panel counts final minus what it counted already under the session key).
+   */
+  sessionEnded(ended: SessionEnded): Promise<void>;
 }
 
 /** A client configuration file a plugin renders (`capabilities.clientConfig`). */
@@ -229,8 +234,14 @@ export interface ProtocolPluginInstance {
    * (cutting removed users' sessions). Starts the daemon on first call; safe to call again.
    */
   apply(state: DesiredState): Promise<void>;
-  /** Stop the daemons this instance started. */
+  /** Stop the daemons this instance started (the protocol or the node is removed). */
   stop(): Promise<void>;
+  /**
+   * The panel is shutting down or restarting: stop watching and polling but leave the daemons
+   * and their sessions running, to be adopted by the next start. Without it, shutdown calls
+   * `stop()` and the protocol's sessions are cut.
+   */
+  detach?(): Promise<void>;
   /** Every port the last applied state listens on, for the port registry and the firewall. */
   ports(): Promise<PortNeed[]>;
   pollSessions(): Promise<SessionPoll>;

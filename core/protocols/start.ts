@@ -52,8 +52,10 @@ export async function startProtocols(core: Core, options: ProtocolsOptions): Pro
       core.propagation.attach(null);
       core.services.nodes.attachRuntime(null);
       await reconciler.stop();
+      // A shutdown is not a removal: daemons that can outlive the panel keep their sessions.
       for (const plugin of core.plugins.available()) {
-        await plugin.instance.stop().catch((err: Error) => core.ctx.logger.warn({ plugin: plugin.id, err: err.message }, 'plugin stop failed'));
+        const leave = plugin.instance.detach ? plugin.instance.detach() : plugin.instance.stop();
+        await leave.catch((err: Error) => core.ctx.logger.warn({ plugin: plugin.id, err: err.message }, 'plugin shutdown failed'));
       }
       await nodes.close();
     },

@@ -47,7 +47,7 @@ export async function runWireGuardBench(): Promise<void> {
       clientPool: '10.66.0.0/16',
       pki: null as never,
       authorize: async () => ({ allowed: true }),
-      sessionEnded: () => undefined,
+      sessionEnded: () => Promise.resolve(),
     }) as WireGuardPlugin;
     progress(`wireguard: generating ${PEERS + ROUNDS} users`);
     const users: DesiredUser[] = [];

@@ -50,7 +50,7 @@ function makeInstance(config: Record<string, unknown>, stateDir: string, session
     clientPool: POOL,
     pki,
   });
-  return l2tpPlugin.create({ ...ctx, sessionEnded }) as L2tpIpsecPlugin;
+  return l2tpPlugin.create({ ...ctx, sessionEnded: async (e) => sessionEnded(e) }) as L2tpIpsecPlugin;
 }
 
 const sessionsOf = (p: SessionPoll) => (p.kind === 'sessions' ? p.sessions : []);

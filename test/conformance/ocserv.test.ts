@@ -46,7 +46,7 @@ function makeInstance(config: Record<string, unknown>, stateDir: string, session
     clientPool: POOL,
     pki,
   });
-  return ocservPlugin.create({ ...ctx, sessionEnded }) as OcservPlugin;
+  return ocservPlugin.create({ ...ctx, sessionEnded: async (e) => sessionEnded(e) }) as OcservPlugin;
 }
 
 async function connect(instance: OcservPlugin, user: DesiredUser, password = user.password!): Promise<OcTestClient> {

@@ -187,6 +187,6 @@ export function conformanceContext<Config>(options: {
     clientPool: options.clientPool ?? '10.99.0.0/16',
     pki: options.pki ?? { caCertificate: noPki, serverCertificate: noPki, clientCertificate: noPki },
     authorize: async () => ({ allowed: true }),
-    sessionEnded: () => undefined,
+    sessionEnded: () => Promise.resolve(),
   };
 }

@@ -108,7 +108,7 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
       clientPool: POOL,
       pki: createPanelPki({ host: new LocalHost(), dir: `${lab.dir}/pki` }),
     });
-    instance = l2tpPlugin.create({ ...ctx, sessionEnded: (e) => ended.push(e) }) as L2tpIpsecPlugin;
+    instance = l2tpPlugin.create({ ...ctx, sessionEnded: async (e) => void ended.push(e) }) as L2tpIpsecPlugin;
     await instance.apply(state(users));
   });
 

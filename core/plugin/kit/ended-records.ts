@@ -13,19 +13,22 @@ export interface EndedRecordFolderOptions {
   isRecord(name: string): boolean;
   /** The ended session a record holds, or null when it is unreadable (it is then removed). */
   parse(name: string, text: string): SessionEnded | null;
-  /** Where each ended session goes, once (`ctx.sessionEnded`). */
-  report(ended: SessionEnded): void;
+  /** Where each ended session goes (`ctx.sessionEnded`); resolves once the panel holds it durably. */
+  report(ended: SessionEnded): Promise<void> | void;
   logger?: Logger;
   /** Time limit of listing the directory. Default 10 s. */
   timeoutMs?: number;
 }
 
 /**
- * Reports the final counters a daemon's hook left on the host exactly once. A record's name
- * enters the durable "reported" list before `report` is called (core journals it at once) and
- * the file is removed after; names whose files are gone leave the list. So a panel restart
- * before a record was folded reports it on the next fold, one after never reports it twice.
- * Folds run one at a time.
+ * Reports the final counters a daemon's hook left on the host, and deletes a record only once
+ * the panel holds it durably (`report` resolved): a record is never lost to a panel crash, an
+ * outage or a failed write, and it is retried on the next fold until it is taken. A record the
+ * panel took enters a durable "reported" list on the host before its file is removed, so one
+ * taken but not yet removed is not reported again; names whose files are gone leave the list.
+ * Should a record still be reported twice (the panel stopped between taking it and the list
+ * write), the panel counts nothing twice: it adds final counters minus those already counted
+ * under the session key. Folds run one at a time.
  *
  * @example
  * const folder = new EndedRecordFolder({ host, dir: `${stateDir}/ended`, reportedPath: `${stateDir}/ended-reported.json`,
@@ -75,9 +78,22 @@ export class EndedRecordFolder {
     const stale = [...this.reported].filter((n) => !present.has(n));
     if (!fresh.length && !stale.length) return;
     for (const n of stale) this.reported.delete(n);
-    for (const f of fresh) this.reported.add(f.name);
+    const taken: string[] = [];
+    let refused: unknown;
+    for (const f of fresh) {
+      try {
+        await this.options.report(f.ended);
+        taken.push(f.name);
+      } catch (err) {
+        refused = err;
+        break;
+      }
+    }
+    for (const n of taken) this.reported.add(n);
     await host.writeFileAtomic(this.options.reportedPath, JSON.stringify([...this.reported]), 0o600);
-    for (const f of fresh) this.options.report(f.ended);
-    for (const f of fresh) await host.remove(file(f.name));
+    for (const n of taken) await host.remove(file(n));
+    if (refused !== undefined) {
+      this.options.logger?.warn({ err: (refused as Error).message, kept: fresh.length - taken.length }, 'the panel did not take every ended-session record; the rest are kept and reported on the next fold');
+    }
   }
 }

@@ -2,6 +2,7 @@
  * The plugin kit: generic parts every protocol plugin needs, so a plugin is only its
  * protocol. Reached through `core/index.ts`.
  */
+export type { DetachedFiles } from './detached';
 export { ProcessSupervisor, describeExit, supervisorBackoffConfig, daemonTimeoutConfig, type ProcessSupervisorOptions, type SupervisedExit, type SupervisorEvents } from './supervisor';
 export { parseIpv4Subnet, nthSubnet, subnetsOverlap, freeSubnet, ipv4ToInt, intToIpv4, ipv4Range, type Ipv4Subnet } from './ipv4';
 export {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { z } from 'zod';
 import type { Host, HostProcess, HostProcessExit } from '../../hosts/host';
 import type { Logger } from '../../logger';
+import { adoptDetached, startDetached, type DetachedFiles, type DetachedProcess } from './detached';
 
 /** How one run of the supervised program ended. */
 export interface SupervisedExit extends HostProcessExit {
@@ -15,8 +16,8 @@ export interface SupervisedExit extends HostProcessExit {
 }
 
 export interface SupervisorEvents {
-  /** A new run started. */
-  spawn: [pid: number | undefined];
+  /** A run began: started now, or (`adopted`) found running from before and taken over. */
+  spawn: [pid: number | undefined, run: { adopted: boolean; epoch: string | undefined }];
   /** A run ended (requested or not); a restart is scheduled unless stop() was called. */
   exit: [SupervisedExit];
   /** One line the program printed (stdout or stderr). */
@@ -41,6 +42,15 @@ export interface ProcessSupervisorOptions {
   stopTimeoutMs?: number;
   /** Output lines kept for the exit report. Default 20. */
   tailLines?: number;
+  /**
+   * Run the program detached: its host keeps it (a small keeper script is its parent, its pid
+   * and output go to these files), so neither a panel restart nor a lost SSH channel stops it.
+   * start() then adopts a live run of the same argv instead of starting a second one, and
+   * detach() lets the panel go without stopping it.
+   */
+  detached?: DetachedFiles;
+  /** Limit for a detached start to report its pid. Default 15 s. */
+  startTimeoutMs?: number;
 }
 
 /**
@@ -55,8 +65,10 @@ export interface ProcessSupervisorOptions {
  * await sup.stop();
  */
 export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
-  private readonly options: Required<Omit<ProcessSupervisorOptions, 'logger' | 'beforeStart'>> & Pick<ProcessSupervisorOptions, 'logger' | 'beforeStart'>;
+  private readonly options: Required<Omit<ProcessSupervisorOptions, 'logger' | 'beforeStart' | 'detached'>> &
+    Pick<ProcessSupervisorOptions, 'logger' | 'beforeStart' | 'detached'>;
   private proc: HostProcess | null = null;
+  private detachedRun: DetachedProcess | null = null;
   private running = false;
   private failures = 0;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -77,6 +89,7 @@ export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
       stableAfterMs: 60_000,
       stopTimeoutMs: 10_000,
       tailLines: 20,
+      startTimeoutMs: 15_000,
       ...options,
     };
   }
@@ -88,6 +101,20 @@ export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
 
   get isRunning(): boolean {
     return this.proc !== null;
+  }
+
+  /**
+   * Names the current run of a detached daemon: it changes when the daemon is started again and
+   * stays across adoption, so counters a plugin keys by it survive a panel restart and restart
+   * from zero with the daemon. Undefined when nothing runs or the program is not detached.
+   */
+  get epoch(): string | undefined {
+    return this.detachedRun?.epoch;
+  }
+
+  /** True when the current run was found running and taken over rather than started. */
+  get adopted(): boolean {
+    return this.detachedRun?.adopted ?? false;
   }
 
   /** Starts the program (no-op when already supervising). */
@@ -124,6 +151,23 @@ export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
     await within(this.runDone, 1_000);
   }
 
+  /**
+   * Stops supervising and leaves a detached daemon running (the panel is shutting down; the next
+   * start adopts it). A program that is not detached is stopped.
+   */
+  async detach(): Promise<void> {
+    if (!this.options.detached) return this.stop();
+    this.running = false;
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    this.detachedRun?.release();
+    this.options.logger?.info({ name: this.options.name, pid: this.detachedRun?.pid }, 'left running');
+    this.detachedRun = null;
+    this.proc = null;
+  }
+
   /** Restarts now (e.g. after a config change), without backoff. */
   async restart(): Promise<void> {
     await this.stop();
@@ -137,32 +181,52 @@ export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private async runOnce(): Promise<void> {
-    const { host, argv, name, logger } = this.options;
-    try {
-      await this.options.beforeStart?.();
-    } catch (err) {
-      logger?.error({ name, err: (err as Error).message }, 'preparing the start failed');
-      this.scheduleRestart(0);
-      return;
+    const { host, argv, name, logger, detached } = this.options;
+    let adopted: DetachedProcess | null = null;
+    if (detached) {
+      adopted = await adoptDetached(host, argv, detached).catch((err: Error) => {
+        logger?.warn({ name, err: err.message }, 'could not look for a running daemon to adopt; starting one');
+        return null;
+      });
+      if (!this.running) return adopted?.release();
     }
-    if (!this.running) return;
+    if (!adopted) {
+      try {
+        await this.options.beforeStart?.();
+      } catch (err) {
+        logger?.error({ name, err: (err as Error).message }, 'preparing the start failed');
+        this.scheduleRestart(0);
+        return;
+      }
+      if (!this.running) return;
+    }
     this.tail = [];
     this.partial = '';
     this.startedAt = Date.now();
     let proc: HostProcess;
     try {
-      proc = host.spawn(argv, { onOutput: (chunk) => this.collect(chunk) });
+      if (detached) {
+        const run = adopted ?? (await startDetached(host, argv, detached, this.options.startTimeoutMs));
+        this.detachedRun = run;
+        proc = run;
+        if (!this.running) return void (await this.stopAfterLostRace(run));
+      } else {
+        proc = host.spawn(argv, { onOutput: (chunk) => this.collect(chunk) });
+      }
     } catch (err) {
       logger?.error({ name, err: (err as Error).message }, 'could not start');
       this.scheduleRestart(0);
       return;
     }
     this.proc = proc;
-    logger?.info({ name, pid: proc.pid }, 'started');
-    this.emit('spawn', proc.pid);
+    logger?.info({ name, pid: proc.pid, adopted: Boolean(adopted) }, adopted ? 'adopted the running daemon' : 'started');
+    this.emit('spawn', proc.pid, { adopted: Boolean(adopted), epoch: this.detachedRun?.epoch });
     const result = await proc.exited;
     this.proc = null;
+    const run = this.detachedRun;
+    if (run === proc) this.detachedRun = null;
     if (this.partial) this.pushLine(this.partial);
+    if (run === proc) for (const line of await run.tail(this.options.tailLines).catch(() => [])) this.pushLine(line);
     const exit: SupervisedExit = {
       ...result,
       pid: proc.pid,
@@ -182,6 +246,14 @@ export class ProcessSupervisor extends EventEmitter<SupervisorEvents> {
     }
     this.emit('exit', exit);
     if (!exit.requested) this.scheduleRestart(exit.uptimeMs);
+  }
+
+  /** stop() came while a detached start was under way: the run it made is ended too. */
+  private async stopAfterLostRace(run: DetachedProcess): Promise<void> {
+    this.detachedRun = null;
+    run.kill('SIGTERM');
+    if (!(await within(run.exited, this.options.stopTimeoutMs))) run.kill('SIGKILL');
+    run.release();
   }
 
   private scheduleRestart(uptimeMs: number): void {
