@@ -111,6 +111,7 @@ export class NodeRuntime {
     const root = node.install_root;
     const firewall = this.firewallEnabled ? new Firewall({ host, logger: this.core.ctx.logger, processUid: null }) : null;
     this.attached.set(node.id, { nodeId: node.id, serverId, host, root, firewall });
+    this.placeDigests(serverId, host, root);
     // Customers dial the node's own address: plugins put it in certificates and profiles.
     const overrides = this.pluginConfigFor?.(serverId) ?? {};
     const set: PluginSet = {
@@ -200,6 +201,16 @@ export class NodeRuntime {
   /** Drops a deleted node's plugins from the registry. */
   forget(nodeId: number): void {
     for (const protocol of this.protocols()) this.core.plugins.remove(protocol, nodeServerId(nodeId));
+    this.reconciler.placeDigests(nodeServerId(nodeId), null);
+  }
+
+  /**
+   * The reconciler keeps, beside each plugin's state on the node, the digest of the state it
+   * took: a drift check (node back from an outage, edited, or the periodic one) is one small
+   * read per plugin instead of a full apply.
+   */
+  private placeDigests(serverId: string, host: SshHost, root: string): void {
+    this.reconciler.placeDigests(serverId, { host, stateDirOf: (p) => nodePluginDir(root, p) });
   }
 
   /**

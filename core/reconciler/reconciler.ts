@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { CoreContext } from '../context';
+import type { Host } from '../hosts/host';
 import { forEachFactsPage, loadResellers } from '../enforcement/user-facts';
 import type { Logger } from '../logger';
 import type { PanelPki } from '../pki';
 import type { PluginRegistry, RegisteredPlugin } from '../plugin/registry';
-import type { DesiredState, DesiredUser, ProtocolPluginInstance, ServerSettingKey } from '../plugin/types';
+import type { DesiredState, DesiredUser, ProtocolId, ProtocolPluginInstance, ServerSettingKey } from '../plugin/types';
 import { MATERIAL_COLUMNS } from '../protocols/table';
+import { nodeServerId } from '../services/servers';
 import type { Services } from '../services';
 import { desiredUsers, nextChangeAt } from './desired-state';
 
@@ -17,7 +20,23 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** Longest wait before re-checking time-based changes (expiry, resets) even when none is known. */
   maxTimerMs?: number;
+  /** How many servers are applied to at once in one pass (each server's plugins one after another). */
+  serverConcurrency?: number;
+  /**
+   * How often the digest each host stores of the state it last took is read back and compared
+   * (drift: a wiped or restored state dir, another panel); 0 = only when a node changes. Default 10 min.
+   */
+  driftCheckMs?: number;
 }
+
+/** Where a server's plugins keep their files: the stored digest of what each took lives there. */
+export interface DigestPlace {
+  host: Host;
+  stateDirOf(protocol: ProtocolId): string;
+}
+
+/** The file, in a plugin's state dir, holding the digest of the last state that plugin took. */
+export const APPLIED_DIGEST_FILE = 'applied-state.sha256';
 
 /** Who holds live connections where (the accounting engine's live sessions). */
 export interface ConnectionSources {
@@ -46,8 +65,19 @@ export class Reconciler {
   private stopped = false;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly syncState = new Map<string, PluginSyncState>();
-  /** plugin id → digest of the state it last applied. */
-  private readonly applied = new Map<string, string>();
+  /**
+   * plugin id → the instance that took a state and that state's digest. Keyed with the instance
+   * so a replaced one (a node re-attached, a plugin reloaded) is never taken for its predecessor.
+   */
+  private readonly applied = new Map<string, { instance: ProtocolPluginInstance; digest: string }>();
+  /** Where each server's digests are stored (nodes register theirs when attached). */
+  private readonly places = new Map<string, DigestPlace>();
+  /** Servers whose stored digests the next pass reads back (drift check). */
+  private readonly verify = new Set<string>();
+  private driftTimer: NodeJS.Timeout | undefined;
+  /** The pass queued behind the running one: every change until it starts joins it. */
+  private queued: Promise<void> | null = null;
+  private readonly counters = { passes: 0, applies: 0, driftApplies: 0 };
   private readonly opts: Required<ReconcilerOptions>;
   /** Connection sources per user at the last pass, for login-less plugins' max_clients. */
   private lastConnections = '';
@@ -61,7 +91,7 @@ export class Reconciler {
     private readonly connections: ConnectionSources & { connectionsByUser(): ReadonlyMap<string, ReadonlyArray<{ sourceId: string }>> },
     options: ReconcilerOptions = {},
   ) {
-    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, ...options };
+    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, serverConcurrency: 8, driftCheckMs: 10 * 60_000, ...options };
     this.backoffMs = this.opts.initialBackoffMs;
     this.log = ctx.logger.child({ component: 'reconciler' });
     ctx.status.register('reconciler', () => {
@@ -86,17 +116,49 @@ export class Reconciler {
         void this.revokeCertificates([username]).then(() => this.endRevokedSessions(username));
       }),
       events.on('ports.changed', schedule),
-      events.on('nodes.changed', schedule),
+      // A node that changed (edited, back from an outage) is checked against what it stores.
+      events.on('nodes.changed', ({ nodeId }) => {
+        this.verify.add(nodeServerId(nodeId));
+        schedule();
+      }),
       events.on('sub_admins.changed', schedule),
       events.on('sub_admins.deleted', schedule),
       events.on('settings.changed', schedule),
       events.on('pki.changed', schedule),
       events.on('usage.committed', ({ statusChanged }) => this.afterTick(statusChanged)),
     );
+    if (this.opts.driftCheckMs > 0) {
+      this.driftTimer = setInterval(() => this.checkDrift(), this.opts.driftCheckMs);
+      this.driftTimer.unref?.();
+    }
     await this.syncNow().catch((err) => {
       this.schedule(this.backoffMs);
       throw err;
     });
+  }
+
+  /**
+   * Stores, on `serverId`'s own host, the digest of the state each of its plugins took, so a
+   * drift check costs one small read per plugin (NodeRuntime registers each node it attaches).
+   */
+  placeDigests(serverId: string, place: DigestPlace | null): void {
+    if (place) this.places.set(serverId, place);
+    else this.places.delete(serverId);
+  }
+
+  /**
+   * Reads back the digests stored on the servers (all, or one) in the next pass: a plugin whose
+   * host holds another digest than the one it took gets one full apply.
+   */
+  checkDrift(serverId?: string): void {
+    if (serverId !== undefined) this.verify.add(serverId);
+    else for (const s of this.places.keys()) this.verify.add(s);
+    this.schedule(0);
+  }
+
+  /** Passes run and applies made since start (tests, benchmarks). */
+  stats(): { passes: number; applies: number; driftApplies: number } {
+    return { ...this.counters };
   }
 
   async stop(): Promise<void> {
@@ -104,12 +166,24 @@ export class Reconciler {
     this.unsubscribe.splice(0).forEach((off) => off());
     if (this.timer) clearTimeout(this.timer);
     if (this.timeTimer) clearTimeout(this.timeTimer);
+    if (this.driftTimer) clearInterval(this.driftTimer);
     await this.running.catch(() => undefined);
   }
 
-  /** One full pass now (after any pass in progress). Rejects if a plugin failed to apply. */
+  /**
+   * One full pass that starts after the call (after any pass in progress). Calls made while a
+   * pass waits to start share it, so a burst of changes costs one pass, not one each. Rejects
+   * if a plugin failed to apply.
+   */
   syncNow(): Promise<void> {
-    const pass = this.running.catch(() => undefined).then(() => this.pass());
+    if (this.queued) return this.queued;
+    const pass = this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.pass();
+      });
+    this.queued = pass;
     this.running = pass;
     return pass;
   }
@@ -233,33 +307,103 @@ export class Reconciler {
     });
     this.nextTimeChange = Number.isFinite(nextChange) ? new Date(nextChange) : null;
     this.armTimeTimer(this.nextTimeChange);
+    // Listeners come from the database (one reader on SQLite): read them all before the
+    // hosts are driven in parallel.
+    const states = new Map<string, DesiredState>();
     for (const plugin of plugins) {
-      try {
-        const caps = plugin.capabilities!;
-        const state: DesiredState = {
-          users: wanted.get(plugin.id)!.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0)),
-          listeners: caps.takesListeners ? await this.services.servers.listenersOf(plugin.protocol, plugin.serverId) : [],
-          settings: Object.fromEntries(caps.settings.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]!])),
-        };
-        const digest = digestOf(state);
-        if (this.applied.get(plugin.id) !== digest) {
-          await this.claimPorts(plugin, state.listeners);
-          await plugin.instance.apply(state);
-          // Anything else it listens on (beyond the listeners it was given) is claimed and opened too.
-          await this.claimPorts(plugin, await plugin.instance.ports());
-          this.applied.set(plugin.id, digest);
-          this.log.debug({ plugin: plugin.id, users: state.users.length, listeners: state.listeners.length }, 'desired state applied');
-        }
-        this.syncState.set(plugin.id, { state: 'ok' });
-      } catch (err) {
-        const reason = (err as Error).message;
-        this.applied.delete(plugin.id);
-        this.syncState.set(plugin.id, { state: 'degraded', reason });
-        this.log.error({ plugin: plugin.id, err: reason }, 'plugin apply failed');
-        failures.push(`${plugin.id}: ${reason}`);
-      }
+      const caps = plugin.capabilities!;
+      states.set(plugin.id, {
+        users: wanted.get(plugin.id)!.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0)),
+        listeners: caps.takesListeners ? await this.services.servers.listenersOf(plugin.protocol, plugin.serverId) : [],
+        settings: Object.fromEntries(caps.settings.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]!])),
+      });
     }
+    const verify = new Set(this.verify);
+    this.verify.clear();
+    // One host's plugins one after another (they share its connection), hosts side by side:
+    // three nodes cost about as long as the slowest one, not the sum.
+    const byServer = new Map<string, Available[]>();
+    for (const plugin of plugins) byServer.set(plugin.serverId, [...(byServer.get(plugin.serverId) ?? []), plugin]);
+    await forEachLimited([...byServer.entries()], this.opts.serverConcurrency, async ([serverId, list]) => {
+      for (const plugin of list) {
+        const failure = await this.applyOne(plugin, states.get(plugin.id)!, verify.has(serverId));
+        if (failure) failures.push(failure);
+      }
+    });
+    this.counters.passes++;
     if (failures.length) throw new Error(failures.join('; '));
+  }
+
+  /**
+   * Applies one plugin's state unless the same instance already took exactly it. A fresh
+   * instance (panel start, node re-attached) always gets its first apply: that is where a
+   * plugin starts or adopts its daemons and learns its users, so skipping it would leave a
+   * host unserved. With `verify`, the digest stored on the host is read back first: a host
+   * that holds something else (wiped or restored state dir, another panel) drifted and gets a
+   * full apply. Returns the failure, if any.
+   */
+  private async applyOne(plugin: Available, state: DesiredState, verify: boolean): Promise<string | null> {
+    try {
+      const digest = digestOf(state);
+      const held = this.applied.get(plugin.id);
+      let known = held && held.instance === plugin.instance ? held.digest : undefined;
+      if (known !== undefined && verify) {
+        const stored = await this.readStored(plugin);
+        if (stored !== undefined && stored !== known) {
+          this.log.warn({ plugin: plugin.id, stored: stored?.slice(0, 12) ?? null, applied: known.slice(0, 12) }, 'the host holds another state than the one it took; applying it in full');
+          this.counters.driftApplies++;
+          known = undefined;
+        }
+      }
+      if (known !== digest) {
+        await this.claimPorts(plugin, state.listeners);
+        await plugin.instance.apply(state);
+        this.counters.applies++;
+        this.applied.set(plugin.id, { instance: plugin.instance, digest });
+        // Anything else it listens on (beyond the listeners it was given) is claimed and opened too.
+        await this.claimPorts(plugin, await plugin.instance.ports());
+        await this.writeStored(plugin, digest);
+        this.log.debug({ plugin: plugin.id, users: state.users.length, listeners: state.listeners.length }, 'desired state applied');
+      }
+      this.syncState.set(plugin.id, { state: 'ok' });
+      return null;
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.applied.delete(plugin.id);
+      this.syncState.set(plugin.id, { state: 'degraded', reason });
+      this.log.error({ plugin: plugin.id, err: reason }, 'plugin apply failed');
+      return `${plugin.id}: ${reason}`;
+    }
+  }
+
+  private digestPath(plugin: Available): { host: Host; file: string } | null {
+    const place = this.places.get(plugin.serverId);
+    return place ? { host: place.host, file: path.posix.join(place.stateDirOf(plugin.protocol), APPLIED_DIGEST_FILE) } : null;
+  }
+
+  /** The digest the host stores; null when it has none, undefined when it cannot be read (unreachable: nothing to conclude). */
+  private async readStored(plugin: Available): Promise<string | null | undefined> {
+    const where = this.digestPath(plugin);
+    if (!where) return undefined;
+    try {
+      if (!(await where.host.exists(where.file))) return null;
+      return (await where.host.readFile(where.file)).toString('utf8').trim();
+    } catch (err) {
+      this.log.debug({ plugin: plugin.id, err: (err as Error).message }, 'stored digest unreadable; drift check skipped');
+      return undefined;
+    }
+  }
+
+  /** Best effort: a host that cannot keep the digest only costs a full apply at the next check. */
+  private async writeStored(plugin: Available, digest: string): Promise<void> {
+    const where = this.digestPath(plugin);
+    if (!where) return;
+    try {
+      await where.host.mkdirp(path.posix.dirname(where.file));
+      await where.host.writeFileAtomic(where.file, `${digest}\n`, 0o600);
+    } catch (err) {
+      this.log.warn({ plugin: plugin.id, err: (err as Error).message }, 'storing the applied digest on the host failed');
+    }
   }
 
   /**
@@ -328,4 +472,13 @@ function digestOf(state: DesiredState): string {
   hash.update(JSON.stringify([state.listeners, state.settings]));
   for (const u of state.users) hash.update(JSON.stringify(u));
   return hash.digest('hex');
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
