@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
@@ -46,12 +45,15 @@ import {
   parsePppSession,
   PPP_ENDED_RE,
   renderChapSecrets,
+  renderCharonLauncher,
   renderClientProfile,
   renderPppHook,
   renderPppOptions,
   renderStrongswanConf,
   renderSwanctlConf,
   renderXl2tpdConf,
+  runIdOfEpoch,
+  RUN_ID_RE,
   type IkeEndedRecord,
   type SwanctlUser,
 } from './render';
@@ -124,17 +126,30 @@ interface Paths {
   ca: string;
   vici: string;
   charonLog: string;
+  charonLauncher: string;
+  charonPid: string;
+  charonOut: string;
   xl2tpdConf: string;
   xl2tpdSecrets: string;
   xl2tpdPid: string;
   xl2tpdCtl: string;
+  xl2tpdRunPid: string;
+  xl2tpdOut: string;
   pppOptions: string;
   ipUp: string;
   ipDown: string;
   sessions: string;
   ended: string;
   reported: string;
+  ikeSessions: string;
   chapSecrets: string;
+}
+
+/** What a detached instance leaves for the next one: the IKEv2 sessions it followed, by charon run. */
+interface IkeSnapshot {
+  v: 1;
+  runId: string;
+  sessions: Array<{ uniqueId: string; current: string; username: string; remoteAddress: string; connectedAt: number; children: Array<[id: string, rx: number, tx: number]> }>;
 }
 
 /** An IKEv2 session being followed between polls: every CHILD_SA's latest counters (a rekey starts a new one at 0). */
@@ -161,9 +176,16 @@ interface TrackedIke {
  * redial). The PSK (`ipsec_psk`) is the IKEv1 connection's secret; a change is written and
  * loaded at once, so the next negotiation needs the new one.
  *
+ * Daemons: charon (through a launcher script, see `renderCharonLauncher`) and xl2tpd run
+ * detached under the kit's keeper, with pid and output files in the state directory, so a
+ * panel restart or a lost SSH channel leaves them and every SA and pppd session running.
+ * `detach()` lets go of them; the next instance on the same host and state directory adopts
+ * them (same pids, no reload) and follows the IKEv2 sessions on under the same keys, from the
+ * snapshot the previous instance left in `ike-sessions.json`.
+ *
  * Accounting: IKEv2 from the CHILD_SA byte counters (vici `list-sas`), a session per IKE_SA
- * keyed `<serverId>:<runId>:<uniqueid>` (the run id is new at each charon start, as unique ids
- * restart). A vici connection held open receives `child-updown` / `child-rekey` / `ike-updown`:
+ * keyed `<serverId>:<runId>:<uniqueid>`; the run id is charon's epoch (`e<pid>s<start time>`),
+ * equal across adoption and new at each real charon start, as unique ids restart. A vici connection held open receives `child-updown` / `child-rekey` / `ike-updown`:
  * a CHILD_SA's last counters come from them, and when the IKE_SA goes down its final total is
  * written to a record on the host first, then reported once. L2TP from pppd's hooks: `ip-up`
  * records the session (pid, interface, user), interim counters are the interface's statistics,
@@ -185,9 +207,13 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   private readonly lock = new SerialLock();
   private charon: ProcessSupervisor | undefined;
   private xl2tpd: ProcessSupervisor | undefined;
+  /** Names the charon run in session keys: from its epoch, so it survives adoption and changes with a restart. */
   private runId = '';
   /** The charon run whose configuration is loaded and whose events are watched. */
   private loadedRunId = '';
+  /** The charon run for which the previous instance's IKEv2 sessions were taken over. */
+  private restoredFor = '';
+  private snapshotWritten = '';
   private monitor: ViciSession | undefined;
   private listeners: { ike: number; nat: number } | undefined;
   private users = new Set<string>();
@@ -232,16 +258,23 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       ca: p('swanctl', 'x509ca', 'panel-ca.crt'),
       vici: p('charon.vici'),
       charonLog: p('charon.log'),
+      charonLauncher: p('charon-launch'),
+      charonPid: p('charon.pid'),
+      charonOut: p('charon.out'),
       xl2tpdConf: p('xl2tpd.conf'),
       xl2tpdSecrets: p('l2tp-secrets'),
       xl2tpdPid: p('xl2tpd.pid'),
       xl2tpdCtl: p('xl2tpd.ctl'),
+      // Not xl2tpd.pid: xl2tpd refuses to start when its own pid file names a live process.
+      xl2tpdRunPid: p('xl2tpd-run.pid'),
+      xl2tpdOut: p('xl2tpd.out'),
       pppOptions: p('options.xl2tpd'),
       ipUp: p('ppp-ip-up.sh'),
       ipDown: p('ppp-ip-down.sh'),
       sessions: p('ppp-sessions'),
       ended: p('ended'),
       reported: p('ended-reported.json'),
+      ikeSessions: p('ike-sessions.json'),
       chapSecrets: assertSafePath(this.config.chapSecretsPath, 'chapSecretsPath'),
     };
     this.ended = new EndedRecordFolder({
@@ -268,6 +301,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       await probe.answers([this.config.xl2tpdPath, '-v'], /xl2tpd/i);
       await probe.exists(this.config.pppdPath);
     }
+    // The launcher execs charon under its own path as argv[0] (bash's exec -a).
+    await probe.answers(['bash', '--version'], /bash/i);
     if (this.config.privateRun) await probe.answers(['unshare', '--version'], /unshare/);
     if (this.config.userspaceEsp) await probe.exists('/dev/net/tun');
     return probe.verdict();
@@ -307,6 +342,11 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       await this.ensureDirs();
       await this.ensureCertificate();
       const strongswanChanged = await this.write(this.paths.strongswanConf, this.renderStrongswan(listeners), 0o644);
+      const launcherChanged = await this.write(
+        this.paths.charonLauncher,
+        renderCharonLauncher({ charonPath: this.config.charonPath, strongswanConf: this.paths.strongswanConf, privateRun: this.config.privateRun }),
+        0o755,
+      );
       const swanctlChanged = await this.write(this.paths.swanctlConf, this.renderSwanctl(users, psk), 0o600);
       this.listeners = listeners;
       let xl2tpdChanged = false;
@@ -318,29 +358,45 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
         await this.write(this.paths.xl2tpdSecrets, '# L2TP tunnel secrets: none (IPsec protects the tunnel).\n', 0o600);
         xl2tpdChanged = await this.write(this.paths.xl2tpdConf, this.renderXl2tpd(), 0o644);
       }
+      // A charon left running by the previous instance is adopted as it is (SAs untouched) unless
+      // what it was started with changed meanwhile.
+      const restartCharon = async (c: ProcessSupervisor) => {
+        await c.restart();
+        await this.waitReady();
+      };
       if (!this.charon) {
-        this.startCharon();
+        this.charon = this.charonSupervisor();
+        this.charon.start();
         await this.waitReady();
-      } else if (strongswanChanged) {
-        await this.charon.restart();
-        await this.waitReady();
-      }
+        if (this.charon.adopted && (strongswanChanged || launcherChanged)) await restartCharon(this.charon);
+      } else if (strongswanChanged || launcherChanged) await restartCharon(this.charon);
       if (this.loadedRunId !== this.runId || swanctlChanged) await this.loadConfig();
       if (this.config.l2tp) {
-        if (!this.xl2tpd) this.startXl2tpd();
-        else if (xl2tpdChanged) await this.xl2tpd.restart();
+        if (!this.xl2tpd) {
+          const sup = this.xl2tpdSupervisor();
+          this.xl2tpd = sup;
+          await startAndSee(sup, this.config.startTimeoutMs);
+          if (xl2tpdChanged && sup.adopted) await sup.restart();
+        } else if (xl2tpdChanged) await this.xl2tpd.restart();
       }
     });
     await this.cutWhere((username) => !this.users.has(username), 'cutting removed users');
   }
 
+  /**
+   * Stops charon and xl2tpd for good (the protocol or node is removed), also when they were
+   * left running by an earlier instance and this one never applied; every session ends and is
+   * reported with its final counters.
+   */
   stop(): Promise<void> {
     return this.lock.run(async () => {
-      const x = this.xl2tpd;
+      // An instance that never applied still owns the daemons a detached one left behind.
+      const x = this.xl2tpd ?? (this.config.l2tp ? ((await this.leftRunning(() => this.xl2tpdSupervisor(), this.xl2tpdSpec())) ?? undefined) : undefined);
       this.xl2tpd = undefined;
       // xl2tpd's SIGTERM ends its pppd children, which run ip-down with their final counters.
       if (x) await x.stop();
-      const c = this.charon;
+      const c = this.charon ?? ((await this.leftRunning(() => this.charonSupervisor(), this.charonSpec())) ?? undefined);
+      if (c && !this.charon) await this.restoreIke(this.runId).catch(() => undefined);
       this.charon = undefined;
       if (c) await c.stop();
       // Give the watcher a moment for the child-updown events charon sends while it shuts down.
@@ -350,7 +406,50 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       for (const t of this.tracked.values()) if (!t.ended) await this.recordIkeEnded(t).catch(() => undefined);
       await this.pollPpp().catch(() => undefined);
       await this.foldEnded().catch((err) => this.ctx.logger.warn({ err: (err as Error).message }, 'reading ended L2TP/IKEv2 sessions failed'));
+      // Every session of the snapshot has ended with its run: none is for a next instance to take over.
+      await this.ctx.host.remove(this.paths.ikeSessions).catch(() => undefined);
+      this.snapshotWritten = '';
     });
+  }
+
+  /**
+   * The panel is going away (shutdown, restart, upgrade): stops polling and watching, closes
+   * the vici connection, and leaves charon, xl2tpd, their SAs and pppd sessions running. What
+   * it followed of each IKEv2 session (first unique id, CHILD_SA counters) stays on the host
+   * for the instance that adopts them.
+   */
+  detach(): Promise<void> {
+    return this.lock.run(async () => {
+      const monitor = this.monitor;
+      this.monitor = undefined;
+      monitor?.close();
+      if (this.charon && this.runId) await this.saveIke(this.runId).catch((err) => this.ctx.logger.warn({ err: (err as Error).message }, 'saving the IKEv2 sessions for the next instance failed'));
+      const x = this.xl2tpd;
+      this.xl2tpd = undefined;
+      if (x) await x.detach();
+      const c = this.charon;
+      this.charon = undefined;
+      if (c) await c.detach();
+    });
+  }
+
+  /**
+   * A supervisor holding the daemon an earlier instance left running, or null when there is
+   * none: looked at first, so that nothing is started only to be stopped.
+   */
+  private async leftRunning(make: () => ProcessSupervisor, spec: { argv: readonly string[]; pidFile: string }): Promise<ProcessSupervisor | null> {
+    const text = (await this.ctx.host.readFile(spec.pidFile).catch(() => null))?.toString('utf8').trim();
+    if (!text || !/^\d{1,10}$/.test(text)) return null;
+    const r = await this.ctx.host.run(['cat', `/proc/${text}/cmdline`], { timeoutMs: this.config.commandTimeoutMs }).catch(() => null);
+    const argv = r?.code === 0 ? r.stdout.split('\0') : [];
+    if (argv[argv.length - 1] === '') argv.pop();
+    const [want0, ...wantRest] = spec.argv;
+    const [have0, ...haveRest] = argv;
+    if (have0 === undefined || path.posix.basename(have0) !== path.posix.basename(want0!) || haveRest.join('\0') !== wantRest.join('\0')) return null;
+    // Should it end just now, the supervisor starts a new run instead, which the caller stops.
+    const sup = make();
+    await startAndSee(sup, this.config.startTimeoutMs);
+    return sup;
   }
 
   async ports(): Promise<PortNeed[]> {
@@ -372,6 +471,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
         await this.loadConfig();
       }
     });
+    // Before events are watched: a session the previous instance followed is taken over, not seen anew.
+    await this.restoreIke(this.runId);
     await this.ensureMonitor();
     const sessions = [...(await this.pollIke()), ...(await this.pollPpp())];
     await this.foldEnded();
@@ -422,10 +523,23 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   }
 
   /** For tests and /health. */
-  describe(): { charonPid: number | undefined; xl2tpdPid: number | undefined; runId: string; viciSocket: string; endedDir: string; sessionsDir: string; ikev2Pool: string; l2tpLocalIp: string } {
+  describe(): {
+    charonPid: number | undefined;
+    xl2tpdPid: number | undefined;
+    charonAdopted: boolean;
+    xl2tpdAdopted: boolean;
+    runId: string;
+    viciSocket: string;
+    endedDir: string;
+    sessionsDir: string;
+    ikev2Pool: string;
+    l2tpLocalIp: string;
+  } {
     return {
       charonPid: this.charon?.pid,
       xl2tpdPid: this.xl2tpd?.pid,
+      charonAdopted: this.charon?.adopted ?? false,
+      xl2tpdAdopted: this.xl2tpd?.adopted ?? false,
       runId: this.runId,
       viciSocket: this.paths.vici,
       endedDir: this.paths.ended,
@@ -539,52 +653,73 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
 
   // ---- daemons ----
 
-  private startCharon(): void {
+  /**
+   * charon runs detached (its keeper, not the panel, is its parent) through the launcher, so
+   * the keeper's pid is charon's and an instance created later on this host adopts it.
+   */
+  private charonSpec(): { argv: string[]; pidFile: string; logFile: string } {
+    return { argv: [this.paths.charonLauncher], pidFile: this.paths.charonPid, logFile: this.paths.charonOut };
+  }
+
+  private charonSupervisor(): ProcessSupervisor {
     const { host } = this.ctx;
-    const env = `STRONGSWAN_CONF=${this.paths.strongswanConf}`;
-    // The script is a constant; the charon path reaches it as $0, not as text.
-    const argv = this.config.privateRun
-      ? ['unshare', '--mount', '--propagation', 'private', 'env', env, 'sh', '-c', 'mount -t tmpfs -o mode=0755 tmpfs /run && exec "$0"', this.config.charonPath]
-      : ['env', env, this.config.charonPath];
+    const spec = this.charonSpec();
     const supervisor = new ProcessSupervisor({
       host,
-      argv,
+      argv: spec.argv,
       name: `charon ${this.serverId}`,
       logger: this.ctx.logger.child({ plugin: 'l2tp-ipsec' }),
       initialBackoffMs: this.config.restartInitialMs,
       maxBackoffMs: this.config.restartMaxMs,
+      detached: { pidFile: spec.pidFile, logFile: spec.logFile },
+      startTimeoutMs: this.config.startTimeoutMs,
+      // Not run on adoption: the running charon keeps its socket.
       beforeStart: async () => {
-        this.runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
         this.monitor?.close();
         this.monitor = undefined;
         await host.remove(this.paths.vici);
       },
     });
+    supervisor.on('spawn', (_pid, run) => {
+      if (!run.epoch) return;
+      this.runId = runIdOfEpoch(run.epoch);
+      // The instance that started it loaded its configuration; apply reloads only what changed.
+      if (run.adopted) this.loadedRunId = this.runId;
+    });
     supervisor.on('exit', () => {
       // SAs die with charon: what was tracked ends with its last counters.
       for (const t of this.tracked.values()) if (!t.ended) void this.recordIkeEnded(t).catch(() => undefined);
     });
-    this.charon = supervisor;
-    supervisor.start();
+    return supervisor;
   }
 
-  private startXl2tpd(): void {
+  private xl2tpdSpec(): { argv: string[]; pidFile: string; logFile: string } {
+    const p = this.paths;
+    return {
+      argv: [this.config.xl2tpdPath, '-D', '-c', p.xl2tpdConf, '-s', p.xl2tpdSecrets, '-p', p.xl2tpdPid, '-C', p.xl2tpdCtl],
+      pidFile: p.xl2tpdRunPid,
+      logFile: p.xl2tpdOut,
+    };
+  }
+
+  private xl2tpdSupervisor(): ProcessSupervisor {
     const { host } = this.ctx;
     const p = this.paths;
-    const supervisor = new ProcessSupervisor({
+    const spec = this.xl2tpdSpec();
+    return new ProcessSupervisor({
       host,
-      argv: [this.config.xl2tpdPath, '-D', '-c', p.xl2tpdConf, '-s', p.xl2tpdSecrets, '-p', p.xl2tpdPid, '-C', p.xl2tpdCtl],
+      argv: spec.argv,
       name: `xl2tpd ${this.serverId}`,
       logger: this.ctx.logger.child({ plugin: 'l2tp-ipsec' }),
       initialBackoffMs: this.config.restartInitialMs,
       maxBackoffMs: this.config.restartMaxMs,
+      detached: { pidFile: spec.pidFile, logFile: spec.logFile },
+      startTimeoutMs: this.config.startTimeoutMs,
       beforeStart: async () => {
         await host.remove(p.xl2tpdPid);
         await host.remove(p.xl2tpdCtl);
       },
     });
-    this.xl2tpd = supervisor;
-    supervisor.start();
   }
 
   /** Until charon answers on vici (bounded by startTimeoutMs, real time). */
@@ -628,7 +763,11 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   }
 
   private track(runId: string, sa: ReturnType<typeof parseIkeSas>[number]): TrackedIke | null {
-    const sessionId = this.originOf.get(`${runId}:${sa.uniqueId}`) ?? sa.uniqueId;
+    let sessionId = this.originOf.get(`${runId}:${sa.uniqueId}`);
+    if (sessionId === undefined) {
+      sessionId = this.sessionOfChildren(runId, sa) ?? sa.uniqueId;
+      if (sessionId !== sa.uniqueId) this.originOf.set(`${runId}:${sa.uniqueId}`, sessionId);
+    }
     const key = this.key(runId, sessionId);
     if (this.endedKeys.has(key)) return null;
     this.currentOf.set(key, sa.uniqueId);
@@ -646,6 +785,72 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     return t;
   }
 
+  /**
+   * An IKE_SA seen under an id no session has: an IKE rekey nobody watched (the panel was away,
+   * or its ike-rekey event is still on the way) moved a followed session's CHILD_SAs to it. A
+   * CHILD_SA belongs to one IKE_SA at a time, so a shared one names the session.
+   */
+  private sessionOfChildren(runId: string, sa: ReturnType<typeof parseIkeSas>[number]): string | undefined {
+    if (!sa.children.length || this.tracked.has(this.key(runId, sa.uniqueId))) return undefined;
+    for (const t of this.tracked.values()) {
+      if (t.runId === runId && !t.ended && sa.children.some((c) => t.children.has(c.id))) return t.uniqueId;
+    }
+    return undefined;
+  }
+
+  /**
+   * Takes over, once per charon run, the IKEv2 sessions the previous instance left on the host:
+   * those of this run are followed on under the same keys, counters and rekey mapping; those
+   * of an earlier run died with it while no instance watched and end with their last counters.
+   */
+  private async restoreIke(runId: string): Promise<void> {
+    if (!runId || this.restoredFor === runId) return;
+    this.restoredFor = runId;
+    const text = (await this.ctx.host.readFile(this.paths.ikeSessions).catch(() => null))?.toString('utf8');
+    const snap = text === undefined ? null : parseIkeSnapshot(text);
+    if (!snap) return;
+    for (const s of snap.sessions) {
+      const key = this.key(snap.runId, s.uniqueId);
+      if (this.tracked.has(key) || this.endedKeys.has(key)) continue;
+      const t: TrackedIke = {
+        runId: snap.runId,
+        uniqueId: s.uniqueId,
+        username: s.username,
+        remoteAddress: s.remoteAddress,
+        connectedAt: s.connectedAt,
+        children: new Map(s.children.map(([id, rx, tx]) => [id, { rx, tx }])),
+        ended: false,
+      };
+      if (snap.runId !== runId) {
+        await this.recordIkeEnded(t);
+        continue;
+      }
+      this.tracked.set(key, t);
+      this.currentOf.set(key, s.current);
+      if (s.current !== s.uniqueId) this.originOf.set(`${runId}:${s.current}`, s.uniqueId);
+    }
+  }
+
+  /** What the next instance needs to follow this run's sessions on (written when it changed). */
+  private async saveIke(runId: string): Promise<void> {
+    const snap: IkeSnapshot = { v: 1, runId, sessions: [] };
+    for (const [key, t] of this.tracked) {
+      if (t.ended || t.runId !== runId) continue;
+      snap.sessions.push({
+        uniqueId: t.uniqueId,
+        current: this.currentOf.get(key) ?? t.uniqueId,
+        username: t.username,
+        remoteAddress: t.remoteAddress,
+        connectedAt: t.connectedAt,
+        children: [...t.children].map(([id, c]) => [id, c.rx, c.tx]),
+      });
+    }
+    const text = JSON.stringify(snap);
+    if (text === this.snapshotWritten) return;
+    await this.ctx.host.writeFileAtomic(this.paths.ikeSessions, text, 0o600);
+    this.snapshotWritten = text;
+  }
+
   private totals(t: TrackedIke): { rx: number; tx: number } {
     let rx = 0;
     let tx = 0;
@@ -658,6 +863,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
 
   private async pollIke(): Promise<LiveSession[]> {
     const runId = this.runId;
+    await this.restoreIke(runId);
     // Only sessions known before the listing can be missing from it; one that came up meanwhile is not.
     const before = new Set(this.tracked.keys());
     const events = await this.listSas();
@@ -674,8 +880,9 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
         out.push({ sessionKey: key, username: t.username, protocol: 'l2tp', serverId: this.serverId, remoteAddress: t.remoteAddress, connectedAt: t.connectedAt, rxBytes: rx, txBytes: tx });
       }
     }
-    // Gone without an event we saw (the watcher was reconnecting): ends with the last counters read.
+    // Gone without an event we saw (the watcher was reconnecting, or no instance was attached): ends with the last counters read.
     for (const [key, t] of [...this.tracked]) if (before.has(key) && !t.ended && !seen.has(key)) await this.recordIkeEnded(t);
+    await this.saveIke(runId);
     return out;
   }
 
@@ -861,6 +1068,46 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     if (!r) return null;
     return { sessionKey: this.pppKey(r), username: r.username, protocol: 'l2tp', serverId: this.serverId, remoteAddress: r.remoteAddress, connectedAt: r.startedAt, rxBytes: r.rxBytes, txBytes: r.txBytes };
   }
+}
+
+/** Starts (or adopts) and resolves at its first run, or after `timeoutMs` without one (the supervisor keeps trying). */
+function startAndSee(sup: ProcessSupervisor, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function done() {
+      clearTimeout(timer);
+      sup.off('spawn', done);
+      resolve();
+    }
+    sup.on('spawn', done);
+    sup.start();
+  });
+}
+
+function parseIkeSnapshot(text: string): IkeSnapshot | null {
+  let o: Partial<IkeSnapshot>;
+  try {
+    o = JSON.parse(text) as Partial<IkeSnapshot>;
+  } catch {
+    return null;
+  }
+  if (!o || o.v !== 1 || typeof o.runId !== 'string' || !RUN_ID_RE.test(o.runId) || !Array.isArray(o.sessions)) return null;
+  const id = (v: unknown) => typeof v === 'string' && /^\d{1,15}$/.test(v);
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const sessions = o.sessions.filter(
+    (s) =>
+      s &&
+      id(s.uniqueId) &&
+      id(s.current) &&
+      typeof s.username === 'string' &&
+      USERNAME_PATTERN.test(s.username) &&
+      typeof s.remoteAddress === 'string' &&
+      s.remoteAddress.length <= 64 &&
+      count(s.connectedAt) &&
+      Array.isArray(s.children) &&
+      s.children.every((c) => Array.isArray(c) && c.length === 3 && typeof c[0] === 'string' && c[0].length <= 20 && count(c[1]) && count(c[2])),
+  );
+  return { v: 1, runId: o.runId, sessions };
 }
 
 /** The L2TP/IPsec (and IKEv2) protocol plugin. `create()` returns an {@link L2tpIpsecPlugin}. */

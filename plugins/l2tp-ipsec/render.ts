@@ -297,6 +297,29 @@ export function renderPppHook(kind: 'up' | 'down', o: { sessionsDir: string; end
   ].join('\n');
 }
 
+/**
+ * The program charon's keeper runs: it sets STRONGSWAN_CONF, optionally enters a private mount
+ * namespace with its own /run (charon hard-codes /var/run/charon.pid), and execs charon with
+ * this script's path as argv[0]. Every step execs in place, so the pid the keeper records is
+ * charon's, and charon's /proc cmdline is the launcher's own path: what adoption compares, and
+ * unique per state directory, so another instance's (or the system's) charon is never taken.
+ */
+export function renderCharonLauncher(o: { charonPath: string; strongswanConf: string; privateRun: boolean }): string {
+  const charon = path(o.charonPath, 'charonPath');
+  const conf = path(o.strongswanConf, 'strongswanConf');
+  const exec = o.privateRun
+    ? `exec unshare --mount --propagation private -- /bin/bash -c 'mount -t tmpfs -o mode=0755 tmpfs /run && exec -a "$0" "$1"' "$0" '${charon}'`
+    : `exec -a "$0" '${charon}'`;
+  return ['#!/bin/bash', '# Written by polygate: starts charon for its keeper (see the plugin).', `export STRONGSWAN_CONF='${conf}'`, exec, ''].join('\n');
+}
+
+/** The run id in session keys and record names for a detached daemon's epoch (`<pid>.<start time>`). */
+export function runIdOfEpoch(epoch: string): string {
+  const m = /^(\d{1,10})\.(\d{1,20})$/.exec(epoch);
+  check(m !== null, 'epoch', epoch);
+  return `e${m![1]}s${m![2]}`;
+}
+
 const counter = (s: string | undefined): number | null => (s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : null);
 
 export interface PppSession {
