@@ -144,11 +144,20 @@ interface Instance {
   adopted: boolean;
   /** The config file differed from what the running daemon was started with. */
   configChanged: boolean;
+  /** Client ids whose CONNECT or REAUTH came on the current management connection. */
+  asked: Set<number>;
 }
 
 const instanceKey = (port: number, proto: string) => `${port}${proto}`;
 /** OpenVPN drops a halted client after 5 s; a repeated cut within this window is skipped. */
 const HALT_GRACE_MS = 10_000;
+/**
+ * OpenVPN sends a login's CONNECT once, to whoever is attached then; one sent while no panel was
+ * attached is never sent again, and the client would wait out its push timeout (about a minute).
+ * This long after a management connection opens, a client still without an address that began
+ * before it and sent this connection no CONNECT is restarted, so it asks again at once.
+ */
+const ORPHAN_LOGIN_GRACE_MS = 2_000;
 /** Linux limit for a unix socket path (sun_path) including the NUL. */
 const MAX_SOCKET_PATH = 107;
 const CRL_RE = /^-----BEGIN X509 CRL-----\n[A-Za-z0-9+/=\n]+-----END X509 CRL-----\n?$/;
@@ -538,6 +547,25 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     }
   }
 
+  /**
+   * Logins whose CONNECT went to no one (the panel was away): restarted, so the client asks again
+   * now instead of after its push timeout. A pending renegotiation (REAUTH) of a live session
+   * cannot be recovered this way: OpenVPN gives up on it after its hand-window (60 s) and the
+   * session reconnects, asking again.
+   */
+  private async restartOrphanLogins(inst: Instance, connectedAt: number): Promise<void> {
+    if (this.running.get(inst.key) !== inst || !inst.management.connected) return;
+    try {
+      for (const row of parseClientList(await inst.management.status3())) {
+        if (row.virtualAddress || row.clientId === undefined || inst.asked.has(row.clientId) || row.connectedSince >= connectedAt) continue;
+        this.ctx.logger.info({ instance: inst.key, cid: row.clientId, cn: row.commonName }, 'restarting an OpenVPN login that asked while no panel was attached');
+        await inst.management.killClient(row.clientId, 'RESTART');
+      }
+    } catch (err) {
+      this.ctx.logger.debug({ err: (err as Error).message, instance: inst.key }, 'could not look for logins left unanswered');
+    }
+  }
+
   /** The established sessions `status 3` lists, with the freshest counters known. */
   private track(inst: Instance, statusText: string): void {
     const epoch = inst.epoch;
@@ -640,8 +668,17 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
       epoch: undefined,
       adopted: false,
       configChanged: previous !== null && previous !== configText,
+      asked: new Set(),
     };
-    management.on('connect-request', (req) => void this.onConnectRequest(inst, req));
+    management.on('connect-request', (req) => {
+      inst.asked.add(req.cid);
+      void this.onConnectRequest(inst, req);
+    });
+    management.on('connected', () => {
+      inst.asked = new Set();
+      const since = Math.floor(Date.now() / 1000);
+      setTimeout(() => void this.restartOrphanLogins(inst, since), ORPHAN_LOGIN_GRACE_MS).unref();
+    });
     management.on('established', ({ cid, env }) => {
       if (inst.epoch === undefined) return;
       inst.sessions.set(cid, {

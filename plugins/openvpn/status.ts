@@ -127,7 +127,9 @@ export function withSessionIds(text: string, epoch: string): string {
  * epoch) for every established client that ends, on SIGTERM too but not on SIGKILL. It writes one
  * record per session, temp file then rename, so the panel sees whole records or none. OpenVPN's
  * values are checked by shape and only expanded inside quotes: nothing a client sent is ever
- * parsed by the shell. The username is not recorded (the certificate CN is the user).
+ * parsed by the shell, and no value can add a line. The username is not recorded (the
+ * certificate CN is the user); the CN comes last all the same, and the parser takes the first
+ * value of each field.
  */
 export const DISCONNECT_HOOK_SCRIPT = `#!/bin/sh
 # polygate: OpenVPN client-disconnect hook. Managed by polygate; rewritten on every start.
@@ -142,11 +144,12 @@ for v in "$time_unix" "$bytes_received" "$bytes_sent" "\${20}"; do
 done
 case $ifconfig_pool_remote_ip in ''|*[!0-9.]*) fail "no virtual address" ;; esac
 case $instance in ''|*[!0-9a-z]*) fail "bad instance" ;; esac
+case $common_name in ''|*[!A-Za-z0-9._-]*) fail "the common name is not a username" ;; esac
 name="$epoch-$ifconfig_pool_remote_ip-$time_unix.rec"
 tmp="$dir/.$name.$$.tmp"
-printf 'v=1\\ninstance=%s\\nepoch=%s\\ncn=%s\\nvaddr=%s\\nsince=%s\\nrx=%s\\ntx=%s\\nremote=%s:%s\\nduration=%s\\n' \\
-  "$instance" "$epoch" "$common_name" "$ifconfig_pool_remote_ip" "$time_unix" "$bytes_received" "$bytes_sent" \\
-  "$trusted_ip" "$trusted_port" "$time_duration" >"$tmp" && mv -f "$tmp" "$dir/$name"
+printf 'v=1\\ninstance=%s\\nepoch=%s\\nvaddr=%s\\nsince=%s\\nrx=%s\\ntx=%s\\nremote=%s:%s\\ncn=%s\\n' \\
+  "$instance" "$epoch" "$ifconfig_pool_remote_ip" "$time_unix" "$bytes_received" "$bytes_sent" \\
+  "$trusted_ip" "$trusted_port" "$common_name" >"$tmp" && mv -f "$tmp" "$dir/$name"
 exit 0
 `;
 

@@ -6,7 +6,7 @@ import { LocalHost } from '../../core/hosts/local-host';
 import { logger } from '../../core/logger';
 import { createPanelPki, type OpensslPanelPki } from '../../core/pki';
 import type { PluginContext, SessionEnded, SessionPoll } from '../../core/plugin/types';
-import openvpnPlugin, { openVpnConfigSchema, type OpenVpnConfig, type OpenVpnPlugin } from '../../plugins/openvpn';
+import openvpnPlugin, { openVpnConfigSchema, parseEndedRecord, type OpenVpnConfig, type OpenVpnPlugin } from '../../plugins/openvpn';
 import { requirePrerequisite } from '../helpers/prereq';
 import { NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTestClient } from '../helpers/vpn-lab';
 
@@ -52,6 +52,7 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     users: [
       { username: 'alice', password: 'pw-alice', material: {} },
       { username: 'bob', password: 'pw-bob', material: {} },
+      { username: 'carol', password: 'pw-carol', material: {} },
     ],
     settings: { pki_crl: crl },
   });
@@ -137,10 +138,21 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     expect(await alive(daemonPid), 'openvpn outlives the detached instance').to.equal(true);
     // The tunnel works with no panel attached at all.
     expect(await ping(clientHost, TUN_SERVER_IP, 3)).to.equal(true);
+    // A login now waits: OpenVPN asks no one (management-client-auth), and never asks again.
+    const carol = await startOpenVpnClient(lab, clientHost, 'carol', await a.renderClientConfig({ username: 'carol', material: {} }, [{ host: SRV_IP, port: 1194, protocol: 'udp' }]), ['carol', 'pw-carol']);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(carol.connected(), 'no login is allowed while nobody decides').to.equal(false);
 
     b = instance(async (e) => void endedB.push(e));
+    const attachedAt = Date.now();
     await b.apply(state());
     remember(b);
+    // The next instance restarts the login that went unanswered, so it is decided now rather than
+    // after the client's own timeout (about a minute).
+    await until(() => carol.connected(), 'carol connected after the next instance attached', 20_000);
+    expect(Date.now() - attachedAt).to.be.below(20_000);
+    await carol.stop();
+    await until(() => endedB.some((e) => e.session.username === 'carol'), 'carol reported ended', 20_000);
     const [adopted] = b.describe();
     expect(adopted).to.deep.include({ key: '1194udp', pid: daemonPid, epoch: daemonEpoch, adopted: true, managementConnected: true });
     expect(await ping(clientHost, TUN_SERVER_IP, 5)).to.equal(true);
@@ -156,14 +168,39 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     expect(alice.lines.filter((l) => l.includes('Initialization Sequence Completed'))).to.have.length(1);
     expect(alice.lines.join('\n')).to.not.match(/SIGUSR1|Restart pause|Connection reset/);
     expect(endedA).to.deep.equal([]);
-    expect(endedB).to.deep.equal([]);
+    expect(endedB.map((e) => e.session.username)).to.deep.equal(['carol']);
 
     // The adopting instance decides new logins, and bytecount is on again (the tracked counters move).
     const bob = await startOpenVpnClient(lab, clientHost, 'bob', await b.renderClientConfig({ username: 'bob', material: {} }, [{ host: SRV_IP, port: 1194, protocol: 'udp' }]), ['bob', 'pw-bob']);
     await until(() => bob.connected(), 'bob connected to the adopted daemon', 30_000);
     await bob.stop();
     await until(() => endedB.some((e) => e.session.username === 'bob'), 'bob reported ended', 20_000);
-    expect(endedB.filter((e) => e.session.username === 'alice')).to.deep.equal([]);
+    expect(endedB.filter((e) => e.session.username !== 'carol' && e.session.username !== 'bob')).to.deep.equal([]);
+  });
+
+  it('the disconnect hook lets nothing a client controls reach a shell or add a line to a record', async () => {
+    const dir = `${lab.dir}/hook-check`;
+    const marker = `${lab.dir}/pwned`;
+    await fs.mkdir(dir, { recursive: true });
+    const hook = `${stateDir}/hooks/client-disconnect.sh`;
+    const run = (env: Record<string, string>) =>
+      new LocalHost().run(['env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'sh', hook, dir, '1194udp'], { timeoutMs: 10_000 });
+    const base = { common_name: 'okuser', time_unix: '1796222444', bytes_received: '10', bytes_sent: '20', ifconfig_pool_remote_ip: '10.8.0.9', trusted_ip: '10.99.94.2', trusted_port: '5000' };
+    // Refused, no record: a CN with a line break and shell syntax (our CA never issues one), a
+    // virtual address with a command, a counter that is not digits.
+    expect((await run({ ...base, common_name: `x\nrx=999999$(touch ${marker})` })).code).to.equal(0);
+    expect((await run({ ...base, ifconfig_pool_remote_ip: `10.8.0.10;touch ${marker}` })).code).to.equal(0);
+    expect((await run({ ...base, bytes_sent: '1e9' })).code).to.equal(0);
+    // Kept as data: a value the record does not interpret.
+    expect((await run({ ...base, trusted_port: `\`touch ${marker}\`` })).code).to.equal(0);
+    const names = (await fs.readdir(dir)).filter((n) => !n.startsWith('.'));
+    expect(names).to.have.length(1);
+    const text = await fs.readFile(`${dir}/${names[0]}`, 'utf8');
+    expect(text).to.include(`remote=10.99.94.2:\`touch ${marker}\``);
+    expect(existsSync(marker), 'no value was run').to.equal(false);
+    const ended = parseEndedRecord(text, 'main', (p, t) => `main:${p}${t}`);
+    expect(ended?.session).to.deep.include({ username: 'okuser', rxBytes: 10, txBytes: 20, remoteAddress: '', connectedAt: 1796222444 });
+    expect(ended?.session.sessionKey).to.match(/^main:1194udp:\d+\.\d+:10\.8\.0\.9:1796222444$/);
   });
 
   it('(b) a session that ends while no instance is attached leaves a record; the next instance reports it with the same key and final counters, and deletes it only after sessionEnded resolved', async () => {
@@ -175,7 +212,7 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     await until(async () => (await records()).length === 1, 'the disconnect hook record', 30_000);
     const [name] = await records();
     const text = await fs.readFile(`${stateDir}/ended/${name}`, 'utf8');
-    expect(text).to.match(/^v=1\ninstance=1194udp\nepoch=\d+\.\d+\ncn=alice\n/);
+    expect(text).to.match(/^v=1\ninstance=1194udp\nepoch=\d+\.\d+\n[^]*\ncn=alice\n$/);
     expect(name!.startsWith(`${daemonEpoch}-`)).to.equal(true);
 
     const c = instance(async (e) => {
