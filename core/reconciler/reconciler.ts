@@ -200,11 +200,13 @@ export class Reconciler {
    */
   async applySetting(key: string): Promise<string[]> {
     await this.syncNow().catch(() => undefined);
-    const servers = new Set<string>();
+    // A node counts once every plugin there that uses the setting took it.
+    const took = new Map<string, boolean>();
     for (const p of this.plugins.available()) {
-      if (p.serverId !== 'main' && p.capabilities?.settings.includes(key as ServerSettingKey) && this.syncState.get(p.id)?.state === 'ok') servers.add(p.serverId);
+      if (p.serverId === 'main' || !p.capabilities?.settings.includes(key as ServerSettingKey)) continue;
+      took.set(p.serverId, (took.get(p.serverId) ?? true) && this.syncState.get(p.id)?.state === 'ok');
     }
-    return [...servers];
+    return [...took].filter(([, ok]) => ok).map(([server]) => server);
   }
 
   /** How the last pass went for one plugin (`protocol@server`); undefined before its first pass. */
