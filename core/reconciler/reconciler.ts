@@ -53,7 +53,10 @@ type Available = RegisteredPlugin & { instance: ProtocolPluginInstance };
  * settings it declared (the IPsec PSK, the CA's revocation list). Runs at start, after every
  * change that matters, after accounting ticks that change who may connect, and when time
  * alone does (an expiry passing); debounced, serialized, retried with backoff, and a plugin's
- * state is applied again only when it differs from what it last took.
+ * state is applied again only when it differs from what it last took, so a change reaches
+ * exactly the hosts whose state it changes. Hosts are applied side by side (a bounded number
+ * at a time); each keeps the digest of the state it took beside its plugin's files, and a
+ * drift check compares that one small file instead of re-applying everything.
  */
 export class Reconciler {
   private readonly log: Logger;
@@ -151,8 +154,9 @@ export class Reconciler {
    * host holds another digest than the one it took gets one full apply.
    */
   checkDrift(serverId?: string): void {
-    if (serverId !== undefined) this.verify.add(serverId);
-    else for (const s of this.places.keys()) this.verify.add(s);
+    const servers = serverId !== undefined ? [serverId] : [...this.places.keys()];
+    if (servers.length === 0) return;
+    for (const s of servers) this.verify.add(s);
     this.schedule(0);
   }
 
@@ -349,7 +353,8 @@ export class Reconciler {
       const digest = digestOf(state);
       const held = this.applied.get(plugin.id);
       let known = held && held.instance === plugin.instance ? held.digest : undefined;
-      if (known !== undefined && verify) {
+      // Only a host that would otherwise be skipped is worth the read.
+      if (known === digest && verify) {
         const stored = await this.readStored(plugin);
         if (stored !== undefined && stored !== known) {
           this.log.warn({ plugin: plugin.id, stored: stored?.slice(0, 12) ?? null, applied: known.slice(0, 12) }, 'the host holds another state than the one it took; applying it in full');
