@@ -42,12 +42,16 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
   ];
   const state = (list: DesiredUser[]) => ({ users: list, listeners: [{ port: 500, protocol: 'udp' as const }, { port: 4500, protocol: 'udp' as const }], settings: { ipsec_psk: 'psk-0123456789abcdef' } });
   const sessionsOf = (p: SessionPoll): LiveSession[] => (p.kind === 'sessions' ? p.sessions : []);
+  let ctx: ReturnType<typeof conformanceContext<ReturnType<typeof l2tpPlugin.configSchema.parse>>> | undefined;
+  const make = () => l2tpPlugin.create({ ...ctx!, sessionEnded: async (e) => void ended.push(e) }) as L2tpIpsecPlugin;
   const pppSessions = async () => sessionsOf(await instance!.pollSessions()).filter((s) => s.sessionKey.includes(':ppp:'));
 
   /**
    * The wrapper that runs an xl2tpd with the stand-in as its pppd and `etcPpp` as its /etc/ppp
    * (private mount namespace, private /run). The directory, not the file, is bind-mounted: the
-   * plugin replaces chap-secrets by rename, which a file bind mount would not follow.
+   * plugin replaces chap-secrets by rename, which a file bind mount would not follow. xl2tpd
+   * runs under the wrapper's path as argv[0], so its cmdline is the argv the plugin started
+   * and a later instance can adopt it.
    */
   async function wrapper(name: string, etcPpp: string): Promise<string> {
     const file = `${lab.dir}/${name}.sh`;
@@ -56,7 +60,7 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
       [
         '#!/bin/sh',
         '# Test only: xl2tpd with the pppd STAND-IN bind-mounted over /usr/sbin/pppd.',
-        `exec unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /run && mount --bind "$0" /usr/sbin/pppd && mount --bind "$1" /etc/ppp && shift && exec xl2tpd "$@"' ${STANDIN} ${etcPpp} "$@"`,
+        `exec unshare --mount --propagation private bash -c 'mount -t tmpfs tmpfs /run && mount --bind "$1" /usr/sbin/pppd && mount --bind "$2" /etc/ppp && w=$0 && shift 2 && exec -a "$w" xl2tpd "$@"' "$0" ${STANDIN} ${etcPpp} "$@"`,
         '',
       ].join('\n'),
       { mode: 0o700 },
@@ -100,7 +104,7 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
     const etcPpp = `${lab.dir}/lns-ppp`;
     await fs.mkdir(etcPpp, { mode: 0o755 });
     const chap = `${etcPpp}/chap-secrets`;
-    const ctx = conformanceContext({
+    ctx = conformanceContext({
       config: l2tpPlugin.configSchema.parse({ userspaceEsp: true, chapSecretsPath: chap, xl2tpdPath: await wrapper('lns', etcPpp), restartInitialMs: 200 }),
       host: server,
       stateDir,
@@ -108,7 +112,7 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
       clientPool: POOL,
       pki: createPanelPki({ host: new LocalHost(), dir: `${lab.dir}/pki` }),
     });
-    instance = l2tpPlugin.create({ ...ctx, sessionEnded: async (e) => void ended.push(e) }) as L2tpIpsecPlugin;
+    instance = make();
     await instance.apply(state(users));
   });
 
@@ -172,5 +176,38 @@ describe('L2TP: real xl2tpd LAC → the plugin\'s real xl2tpd LNS, with a pppd S
     await dial('ppp_bob', 'Bob-pass1');
     await until(async () => ((await fs.readFile(`${lab.dir}/standin.log`, 'utf8')).match(/peer=ppp_bob authenticated=False/g) ?? []).length > refusedBefore, 'the removed user to be refused', 20_000, 200);
     expect(await pppSessions()).to.deep.equal([]);
+  });
+
+  it('xl2tpd and its pppd sessions outlive the instance: the next one adopts xl2tpd and keeps the live session\'s key; one whose ip-down ran while no instance was attached is reported once by the next (STAND-IN pppd)', async () => {
+    await dial('ppp_alice', users[0]!.password!);
+    await until(async () => (await pppSessions()).length === 1, 'the L2TP session', 20_000, 200);
+    const [s] = await pppSessions();
+    const before = instance!.describe();
+    await instance!.detach();
+    const pppPid = Number(/:ppp:(\d+)-/.exec(s!.sessionKey)![1]);
+    expect(() => process.kill(before.xl2tpdPid!, 0), 'xl2tpd left running').to.not.throw();
+    expect(() => process.kill(pppPid, 0), 'pppd left running').to.not.throw();
+
+    instance = make();
+    await instance.apply(state(users));
+    expect(instance.describe().xl2tpdPid).to.equal(before.xl2tpdPid);
+    expect(instance.describe().xl2tpdAdopted).to.equal(true);
+    const [again] = await pppSessions();
+    expect(again?.sessionKey, 'same key').to.equal(s!.sessionKey);
+    await instance.detach();
+
+    // The session ends while no instance is attached: ip-down leaves its record on the host.
+    const endedBefore = ended.length;
+    process.kill(pppPid, 'SIGTERM');
+    await until(async () => (await fs.readdir(`${lab.dir}/lns/ended`)).some((n) => n.startsWith(`ppp-${pppPid}-`)), 'ip-down to write the record', 10_000, 100);
+    expect(ended.length, 'no instance to report it').to.equal(endedBefore);
+    instance = make();
+    await instance.apply(state(users));
+    await instance.pollSessions();
+    await instance.pollSessions();
+    const mine = ended.filter((e) => e.session.sessionKey === s!.sessionKey);
+    expect(mine, 'reported once, by the adopting instance').to.have.length(1);
+    expect(mine[0]!.session.username).to.equal('ppp_alice');
+    expect(await fs.readdir(`${lab.dir}/lns/ended`).then((l) => l.filter((n) => n.endsWith('.rec')))).to.deep.equal([]);
   });
 });
