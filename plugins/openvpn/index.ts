@@ -286,7 +286,10 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
   stop(): Promise<void> {
     return this.lock.run(async () => {
       await Promise.all([...this.running.values()].map((inst) => this.stopInstance(inst)));
-      if (this.materialReady) await this.foldEnded();
+      // Daemons an earlier panel left running that this instance never applied (the protocol was
+      // removed while the panel was away) are this state dir's too.
+      await this.stopLeftovers();
+      if (this.materialReady || (await this.ctx.host.exists(this.endedDir))) await this.foldEnded();
     });
   }
 
@@ -442,6 +445,42 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
     await this.writeIfChanged(this.hookPath, DISCONNECT_HOOK_SCRIPT, 0o755);
     await host.mkdirp(this.endedDir, 0o700);
     this.materialReady = true;
+  }
+
+  /**
+   * Stops every daemon a pid file in the run dir names that is still running with this plugin's
+   * argv for that instance. The kit supervisor decides (it adopts only a live run of the same
+   * argv, and its beforeStart refuses to start anything); its stop() then ends the daemon.
+   */
+  private async stopLeftovers(): Promise<void> {
+    const { host } = this.ctx;
+    const runDir = path.posix.join(this.stateDir, 'run');
+    const r = await host.run(['find', runDir, '-maxdepth', '1', '-name', '*.pid', '-printf', '%f\\n'], { timeoutMs: 10_000 }).catch(() => null);
+    if (!r || r.code !== 0) return;
+    const keys = r.stdout
+      .split('\n')
+      .map((n) => /^(\d{1,5}(?:udp|tcp))\.pid$/.exec(n)?.[1])
+      .filter((k): k is string => k !== undefined && !this.running.has(k));
+    for (const key of keys) {
+      let decided!: () => void;
+      const done = new Promise<void>((resolve) => (decided = resolve));
+      const leftover = new ProcessSupervisor({
+        host,
+        argv: [this.config.openvpnPath, '--config', path.posix.join(this.stateDir, 'conf', `server-${key}.conf`)],
+        name: `openvpn ${key} (left running)`,
+        initialBackoffMs: 600_000,
+        detached: { pidFile: path.posix.join(runDir, `${key}.pid`), logFile: path.posix.join(runDir, `${key}.log`) },
+        beforeStart: async () => {
+          decided();
+          throw new Error('not running: nothing to stop');
+        },
+      });
+      leftover.on('spawn', () => decided());
+      leftover.start();
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, this.config.startTimeoutMs).unref())]);
+      if (leftover.isRunning) this.ctx.logger.info({ instance: key, pid: leftover.pid }, 'stopping an OpenVPN daemon an earlier panel left running');
+      await leftover.stop();
+    }
   }
 
   /** Reports the records the disconnect hook left (exactly-once fold; see EndedRecordFolder). */

@@ -58,10 +58,10 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
   });
 
   /** A fresh plugin instance on the same host and state dir, as a restarted panel makes it. */
-  const instance = (sessionEnded: PluginContext<OpenVpnConfig>['sessionEnded']): OpenVpnPlugin => {
+  const instance = (sessionEnded: PluginContext<OpenVpnConfig>['sessionEnded'], config: Partial<OpenVpnConfig> = {}): OpenVpnPlugin => {
     const ctx: PluginContext<OpenVpnConfig> = {
       host: serverHost,
-      config: openVpnConfigSchema.parse({ bytecountIntervalSec: 1, restartInitialMs: 200, keepaliveInterval: 2, keepaliveTimeout: 30 }),
+      config: openVpnConfigSchema.parse({ bytecountIntervalSec: 1, restartInitialMs: 200, keepaliveInterval: 2, keepaliveTimeout: 30, ...config }),
       logger,
       clock: new ManualClock(),
       serverId: 'main',
@@ -266,5 +266,30 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     for (const r of mine) expect(r.ended.session.rxBytes).to.be.at.least(live!.rxBytes);
     expect(await records(), 'nothing is left on the host').to.deep.equal([]);
     await bob.stop();
+  });
+
+  it('a daemon running with another config than the new instance renders is restarted, not adopted; stop() without apply still stops what an earlier panel left running', async () => {
+    const d = instance(async () => undefined);
+    await d.apply(state());
+    remember(d);
+    const [started] = d.describe();
+    expect(started!.adopted).to.equal(false);
+    await d.detach();
+
+    const e = instance(async () => undefined, { verb: 4 });
+    await e.apply(state());
+    await until(() => e.describe()[0]?.pid !== started!.pid && e.describe()[0]?.managementConnected === true && e.describe()[0]?.epoch !== undefined, 'the restart with the new config', 30_000);
+    remember(e);
+    const [restarted] = e.describe();
+    expect(restarted!.epoch).to.not.equal(started!.epoch);
+    expect(await alive(started!.pid!)).to.equal(false);
+    expect(await fs.readFile(restarted!.confPath, 'utf8')).to.match(/\nverb 4\n/);
+    await e.detach();
+    expect(await alive(restarted!.pid!)).to.equal(true);
+
+    // The protocol is removed while no panel is attached: the next instance is only told to stop.
+    const f = instance(async () => undefined, { verb: 4 });
+    await f.stop();
+    expect(await alive(restarted!.pid!), 'stop() ends the daemon it never applied').to.equal(false);
   });
 });
