@@ -27,6 +27,11 @@ export interface ReconcilerOptions {
    * (drift: a wiped or restored state dir, another panel); 0 = only when a node changes. Default 10 min.
    */
   driftCheckMs?: number;
+  /**
+   * Where servers known at construction keep their digests (the main server: its host and
+   * `<data dir>/plugins/<protocol>`); nodes are registered by NodeRuntime as they attach.
+   */
+  digestPlaces?: Readonly<Record<string, DigestPlace>>;
 }
 
 /** Where a server's plugins keep their files: the stored digest of what each took lives there. */
@@ -94,7 +99,8 @@ export class Reconciler {
     private readonly connections: ConnectionSources & { connectionsByUser(): ReadonlyMap<string, ReadonlyArray<{ sourceId: string }>> },
     options: ReconcilerOptions = {},
   ) {
-    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, serverConcurrency: 8, driftCheckMs: 10 * 60_000, ...options };
+    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, serverConcurrency: 8, driftCheckMs: 10 * 60_000, digestPlaces: {}, ...options };
+    for (const [serverId, place] of Object.entries(this.opts.digestPlaces)) this.places.set(serverId, place);
     this.backoffMs = this.opts.initialBackoffMs;
     this.log = ctx.logger.child({ component: 'reconciler' });
     ctx.status.register('reconciler', () => {

@@ -62,7 +62,17 @@ describe('reconciler targeting', function () {
     }
     plugins = new Map();
     for (const s of servers()) await register(s);
-    protocols = await startProtocols(h.core, { host: new LocalHost(), plugins: [], reconciler: { debounceMs: 5, initialBackoffMs: 20, driftCheckMs: 0 } });
+    protocols = await startProtocols(h.core, {
+      host: new LocalHost(),
+      plugins: [],
+      reconciler: {
+        debounceMs: 5,
+        initialBackoffMs: 20,
+        driftCheckMs: 0,
+        // The main server's place is known from the start, as the daemon gives it.
+        digestPlaces: { main: { host: new LocalHost(), stateDirOf: (p) => path.join(dir, 'main', p) } },
+      },
+    });
     // Each node keeps its digests in its own directory, as a node keeps them under its root.
     for (const s of nodes) protocols.reconciler.placeDigests(s, { host: new LocalHost({ id: s }), stateDirOf: (p) => path.join(dir, s, p) });
     // The first pass ran before the places were known (a node whose panel predates the digests):
@@ -195,7 +205,7 @@ describe('reconciler targeting', function () {
   it('a drift check skips hosts whose stored digest matches and applies in full, once, where it differs', async () => {
     await createUser({ username: 'drifter' });
     await settle();
-    for (const s of nodes) for (const p of PROTOCOLS) expect(existsSync(digestFile(s, p)), `${p}@${s}`).to.equal(true);
+    for (const s of servers()) for (const p of PROTOCOLS) expect(existsSync(digestFile(s, p)), `${p}@${s}`).to.equal(true);
     mark();
     protocols.reconciler.checkDrift();
     await settle();
@@ -204,11 +214,12 @@ describe('reconciler targeting', function () {
     const [a, b, c] = nodes as [string, string, string];
     writeFileSync(digestFile(b, 'wireguard'), 'f'.repeat(64) + '\n');
     rmSync(digestFile(c, 'openvpn'));
+    writeFileSync(digestFile('main', 'openvpn'), 'e'.repeat(64) + '\n');
     const driftBefore = protocols.reconciler.stats().driftApplies;
     protocols.reconciler.checkDrift();
     await settle();
-    expect(appliedSince()).to.deep.equal({ [`wireguard@${b}`]: 1, [`openvpn@${c}`]: 1 });
-    expect(protocols.reconciler.stats().driftApplies - driftBefore).to.equal(2);
+    expect(appliedSince()).to.deep.equal({ 'openvpn@main': 1, [`wireguard@${b}`]: 1, [`openvpn@${c}`]: 1 });
+    expect(protocols.reconciler.stats().driftApplies - driftBefore).to.equal(3);
     expect(readFileSync(digestFile(b, 'wireguard'), 'utf8')).to.equal(readFileSync(digestFile(a, 'wireguard'), 'utf8'));
 
     // A node that changes (here: back from an outage) is checked the same way, alone.
