@@ -43,6 +43,7 @@ export class NetLab {
   private readonly namespaces: string[] = [];
   private readonly processes: HostProcess[] = [];
   private vethCount = 0;
+  private readonly rootLinks: string[] = [];
 
   ns(role: string): string {
     return `pg-${role}-${this.suffix}`;
@@ -73,6 +74,49 @@ export class NetLab {
     this.ip('-n', this.ns(roleB), 'link', 'set', b, 'up');
   }
 
+  /**
+   * A veth pair between the root namespace (where a panel under test runs) and a namespace of
+   * the lab, addresses on each end (same /24). Answers the root-side name, whose
+   * /sys/class/net/<name>/statistics count every byte between the two; removed at cleanup.
+   */
+  linkRoot(role: string, rootAddr: string, nsAddr: string): string {
+    const n = this.vethCount++;
+    const a = `pgvr${n}${this.suffix}`;
+    const b = `pgvn${n}${this.suffix}`;
+    this.ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', this.ns(role));
+    this.rootLinks.push(a);
+    this.ip('addr', 'add', `${rootAddr}/24`, 'dev', a);
+    this.ip('link', 'set', a, 'up');
+    this.ip('-n', this.ns(role), 'addr', 'add', `${nsAddr}/24`, 'dev', b);
+    this.ip('-n', this.ns(role), 'link', 'set', b, 'up');
+    return a;
+  }
+
+  /**
+   * Ends whatever still runs in the lab's namespaces (daemons that outlive their panel by
+   * design), by PID: SIGTERM, then SIGKILL for those still there after `graceMs`.
+   */
+  async endProcesses(graceMs = 3000): Promise<void> {
+    const pids: number[] = [];
+    for (const ns of this.namespaces) {
+      try {
+        pids.push(...execFileSync('ip', ['netns', 'pids', ns], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        /* namespace already gone */
+      }
+    }
+    const signal = (sig: NodeJS.Signals) =>
+      pids.forEach((pid) => {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          /* gone */
+        }
+      });
+    signal('SIGTERM');
+    await until(() => pids.every((pid) => !existsSync(`/proc/${pid}`)), 'namespace processes to exit', graceMs).catch(() => signal('SIGKILL'));
+  }
+
   route(role: string, destination: string, via: string): void {
     this.ip('-n', this.ns(role), 'route', 'add', destination, 'via', via);
   }
@@ -86,6 +130,13 @@ export class NetLab {
     for (const p of this.processes) {
       p.kill('SIGKILL');
       await exitedWithin(p, 5000);
+    }
+    for (const link of this.rootLinks.splice(0)) {
+      try {
+        this.ip('link', 'del', link);
+      } catch {
+        /* removed with its namespace */
+      }
     }
     for (const ns of this.namespaces.splice(0)) {
       try {
