@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { runAccountingNativeBench } from './accounting-native';
+import { runAccountingNodesBench } from './accounting-nodes';
 import { runAccountingWriteBench } from './accounting-write';
 import { runApiBench } from './api';
+import { runNodesBench } from './nodes';
 import { runRobustnessBench } from './robustness';
 import { runSubscriptionBench } from './subscription';
 import { progress } from './report';
@@ -20,8 +22,12 @@ async function main(): Promise<void> {
   await runAccountingNativeBench();
   progress('accounting: persisting one tick in which 25k users changed (SQLite)');
   await runAccountingWriteBench();
+  progress('accounting: one tick over 100 simulated nodes vs one node');
+  await runAccountingNodesBench();
   progress('WireGuard: 10,000 peers on a real wireguard-go interface');
   await runWireGuardBench();
+  progress('nodes: 1000 users synced to 3 real sshd nodes vs main alone; idle panel↔node bytes');
+  await runNodesBench();
   progress('API benchmarks');
   await runApiBench();
   progress('subscription page vs GET /users/{u} (four protocols, five servers)');
