@@ -297,7 +297,8 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
    * The panel goes away (shutdown, restart, upgrade): stop watching the daemons and close their
    * management connections, and leave the daemons and every session running for the next
    * instance to adopt. Nothing is reported ended. While no management client is attached,
-   * OpenVPN holds new logins (and renegotiations) waiting for a verdict; see `adopt`.
+   * OpenVPN holds new logins and renegotiations waiting for a verdict nobody gives (see
+   * `restartOrphanLogins` for what the next instance does about them).
    */
   detach(): Promise<void> {
     return this.lock.run(async () => {
