@@ -16,12 +16,17 @@ import { NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTes
  * Proves: (a) an instance that detaches leaves the daemon and the client's session running, and
  * the next instance on the same host and state dir adopts the same daemon (same pid and epoch)
  * without the client reconnecting; its poll shows the same session key with counters that kept
- * growing, nothing is reported ended, and a new login is decided by the new instance. (b) A
+ * growing, nothing is reported ended, a login that waited while no instance was attached is
+ * decided at once, a new login is decided by the new instance, and a cut by session key ends
+ * exactly that session (a key of another daemon run cuts nothing). (b) A
  * session that ends while no instance is attached leaves a record on the host (the
  * client-disconnect hook); the next instance reports it through sessionEnded with the key the
  * session had in polls and its final counters, keeps the record while the panel refuses it,
  * and deletes it only once sessionEnded resolved. (c) stop() of an adopted instance ends the
- * daemon (SIGTERM: the hook records its clients). Skips (printing why) without root or binaries.
+ * daemon (SIGTERM: the hook records its clients). (d) A daemon running with another config is
+ * restarted, not adopted, and stop() without apply ends a daemon an earlier panel left running.
+ * The hook itself runs no value and lets no value add a line to a record. Skips (printing why)
+ * without root or binaries.
  */
 
 const SRV_IP = '10.99.94.1';
@@ -172,9 +177,23 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
 
     // The adopting instance decides new logins, and bytecount is on again (the tracked counters move).
     const bob = await startOpenVpnClient(lab, clientHost, 'bob', await b.renderClientConfig({ username: 'bob', material: {} }, [{ host: SRV_IP, port: 1194, protocol: 'udp' }]), ['bob', 'pw-bob']);
+    let bobExited = false;
+    void bob.proc.exited.then(() => (bobExited = true));
     await until(() => bob.connected(), 'bob connected to the adopted daemon', 30_000);
-    await bob.stop();
+    // Cut by its session key, as enforcement does: a key of another daemon run or a foreign
+    // scope cuts nothing.
+    const bobKey = sessionsOf(await b.pollSessions()).find((s) => s.username === 'bob')!.key;
+    await b.disconnect({ sessionKey: bobKey.replace(`:${daemonEpoch}:`, ':1.2:') });
+    await b.disconnect({ sessionKey: bobKey.replace(/:(\d+)$/, ':1') });
+    let unknown: unknown;
+    await b.disconnect({ sessionKey: bobKey.replace('main:1194udp', 'main:1195udp') }).catch((e: unknown) => (unknown = e));
+    expect((unknown as { kind?: string })?.kind).to.equal('not_found');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(bobExited, 'bob is still connected').to.equal(false);
+    await b.disconnect({ sessionKey: bobKey });
     await until(() => endedB.some((e) => e.session.username === 'bob'), 'bob reported ended', 20_000);
+    expect(endedB.find((e) => e.session.username === 'bob')!.session.sessionKey).to.equal(bobKey);
+    await until(() => bobExited, 'bob told to exit (HALT)', 15_000);
     expect(endedB.filter((e) => e.session.username !== 'carol' && e.session.username !== 'bob')).to.deep.equal([]);
   });
 
