@@ -869,7 +869,7 @@ export class OpenVpnPlugin implements ProtocolPluginInstance {
 
 /** `ip:port` as `status 3` shows the Real Address. */
 function remoteOf(env: Readonly<Record<string, string>>): string {
-  const ip = env.trusted_ip ?? env.untrusted_ip ?? '';
+  const ip = env.trusted_ip ?? env.trusted_ip6 ?? env.untrusted_ip ?? env.untrusted_ip6 ?? '';
   const port = env.trusted_port ?? env.untrusted_port;
   return ip && port ? `${ip}:${port}` : ip;
 }

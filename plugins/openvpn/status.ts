@@ -149,7 +149,7 @@ name="$epoch-$ifconfig_pool_remote_ip-$time_unix.rec"
 tmp="$dir/.$name.$$.tmp"
 printf 'v=1\\ninstance=%s\\nepoch=%s\\nvaddr=%s\\nsince=%s\\nrx=%s\\ntx=%s\\nremote=%s:%s\\ncn=%s\\n' \\
   "$instance" "$epoch" "$ifconfig_pool_remote_ip" "$time_unix" "$bytes_received" "$bytes_sent" \\
-  "$trusted_ip" "$trusted_port" "$common_name" >"$tmp" && mv -f "$tmp" "$dir/$name"
+  "\${trusted_ip:-$trusted_ip6}" "$trusted_port" "$common_name" >"$tmp" && mv -f "$tmp" "$dir/$name"
 exit 0
 `;
 
