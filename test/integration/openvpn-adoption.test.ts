@@ -25,6 +25,7 @@ import { NetLab, ping, startOpenVpnClient, until, vpnLabMissing, type OpenVpnTes
  * and deletes it only once sessionEnded resolved. (c) stop() of an adopted instance ends the
  * daemon (SIGTERM: the hook records its clients). (d) A daemon running with another config is
  * restarted, not adopted, and stop() without apply ends a daemon an earlier panel left running.
+ * (e) SIGKILL runs no hook; the next instance starts a new run with a new epoch in its keys.
  * The hook itself runs no value and lets no value add a line to a record. Skips (printing why)
  * without root or binaries.
  */
@@ -287,7 +288,7 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     await bob.stop();
   });
 
-  it('a daemon running with another config than the new instance renders is restarted, not adopted; stop() without apply still stops what an earlier panel left running', async () => {
+  it('(d) a daemon running with another config than the new instance renders is restarted, not adopted; stop() without apply still stops what an earlier panel left running', async () => {
     const d = instance(async () => undefined);
     await d.apply(state());
     remember(d);
@@ -310,5 +311,33 @@ describe('OpenVPN plugin: detach, adoption and durable ended sessions (integrati
     const f = instance(async () => undefined, { verb: 4 });
     await f.stop();
     expect(await alive(restarted!.pid!), 'stop() ends the daemon it never applied').to.equal(false);
+  });
+
+  it('(e) a daemon SIGKILLed while no instance is attached runs no hook; the next instance starts a new run, whose keys carry a new epoch', async () => {
+    const g = instance(async () => undefined);
+    await g.apply(state());
+    remember(g);
+    const [run] = g.describe();
+    const dave = await startOpenVpnClient(lab, clientHost, 'alice-e', await g.renderClientConfig({ username: 'alice', material: {} }, [{ host: SRV_IP, port: 1194, protocol: 'udp' }]), ['alice', 'pw-alice']);
+    await until(() => dave.connected(), 'a client connected', 30_000);
+    const [live] = sessionsOf(await g.pollSessions());
+    expect(live!.key.startsWith(`main:1194udp:${run!.epoch}:`)).to.equal(true);
+    await g.detach();
+    process.kill(run!.pid!, 'SIGKILL');
+    await until(async () => !(await alive(run!.pid!)), 'the daemon gone', 10_000);
+
+    const reported: SessionEnded[] = [];
+    const h = instance(async (e) => void reported.push(e));
+    await h.apply(state());
+    remember(h);
+    const [next] = h.describe();
+    expect(next).to.deep.include({ adopted: false });
+    expect(next!.epoch).to.not.equal(run!.epoch);
+    expect(await records(), 'SIGKILL runs no disconnect hook').to.deep.equal([]);
+    // The session is not listed by the new run under any key; accounting ends it when its scope
+    // (unchanged) is polled without it, with the counters it last counted.
+    expect(sessionsOf(await h.pollSessions()).map((s) => s.key)).to.not.include(live!.key);
+    await h.stop();
+    await dave.stop();
   });
 });
