@@ -93,6 +93,12 @@ export interface Harness {
 export interface HarnessOptions {
   /** `scripted` (default): a scripted plugin per protocol on main; `none`: no plugin at all. */
   protocols?: 'scripted' | 'none';
+  /**
+   * Keep what a real daemon keeps in its data dir (the secret key sealing stored secrets, the
+   * CA), so a second harness on the same POLYGATE_DATA_DIR and database file is the same panel
+   * started again. Default: throwaway secrets.
+   */
+  persistent?: boolean;
 }
 
 export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<string, string> = {}, options: HarnessOptions = {}): Promise<Harness> {
@@ -116,7 +122,7 @@ export async function createHarness(kind: DatabaseKind = 'sqlite', env: Record<s
   });
   const clock = new ManualClock(new Date('2026-06-01T12:00:00Z'));
   // A test that names a data dir finds the CA there, as a daemon keeps it.
-  const core = await bootstrapCore(config, { clock, ephemeral: true, pkiDir: env.POLYGATE_DATA_DIR ? `${env.POLYGATE_DATA_DIR}/pki` : undefined });
+  const core = await bootstrapCore(config, { clock, ephemeral: !options.persistent, pkiDir: env.POLYGATE_DATA_DIR ? `${env.POLYGATE_DATA_DIR}/pki` : undefined });
   const app = createApp(core.services);
   const plugins: Harness['plugins'] = {};
   if ((options.protocols ?? 'scripted') === 'scripted') {
