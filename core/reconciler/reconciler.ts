@@ -32,6 +32,12 @@ export interface ReconcilerOptions {
    * `<data dir>/plugins/<protocol>`); nodes are registered by NodeRuntime as they attach.
    */
   digestPlaces?: Readonly<Record<string, DigestPlace>>;
+  /**
+   * How long a pass waits for one host. A host still applying after that (unreachable node,
+   * hung daemon) goes on in the background and later passes skip it until it is done, so one
+   * slow node never holds back the changes of the others. Default 20 s.
+   */
+  slowHostMs?: number;
 }
 
 /** Where a server's plugins keep their files: the stored digest of what each took lives there. */
@@ -86,6 +92,15 @@ export class Reconciler {
   /** The pass queued behind the running one: every change until it starts joins it. */
   private queued: Promise<void> | null = null;
   private readonly counters = { passes: 0, applies: 0, driftApplies: 0 };
+  /** Hosts being applied to, by server id: a later pass skips a busy one and comes back when it is done. */
+  private readonly lanes = new Map<string, Promise<void>>();
+  /** Servers a pass skipped because their lane was busy. */
+  private readonly behind = new Set<string>();
+  /** Lanes running now, under `serverConcurrency`, and those waiting for a slot. */
+  private activeLanes = 0;
+  private readonly waitingLanes: Array<() => void> = [];
+  /** Whether the armed timer is a retry after a failure (a new change does not wait for it). */
+  private timerIsRetry = false;
   private readonly opts: Required<ReconcilerOptions>;
   /** Connection sources per user at the last pass, for login-less plugins' max_clients. */
   private lastConnections = '';
@@ -99,7 +114,7 @@ export class Reconciler {
     private readonly connections: ConnectionSources & { connectionsByUser(): ReadonlyMap<string, ReadonlyArray<{ sourceId: string }>> },
     options: ReconcilerOptions = {},
   ) {
-    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, serverConcurrency: 8, driftCheckMs: 10 * 60_000, digestPlaces: {}, ...options };
+    this.opts = { debounceMs: 200, initialBackoffMs: 1000, maxBackoffMs: 60_000, maxTimerMs: 60 * 60_000, serverConcurrency: 8, driftCheckMs: 10 * 60_000, digestPlaces: {}, slowHostMs: 20_000, ...options };
     for (const [serverId, place] of Object.entries(this.opts.digestPlaces)) this.places.set(serverId, place);
     this.backoffMs = this.opts.initialBackoffMs;
     this.log = ctx.logger.child({ component: 'reconciler' });
@@ -178,6 +193,7 @@ export class Reconciler {
     if (this.timeTimer) clearTimeout(this.timeTimer);
     if (this.driftTimer) clearInterval(this.driftTimer);
     await this.running.catch(() => undefined);
+    await this.lanesSettled(this.opts.slowHostMs);
   }
 
   /**
@@ -200,7 +216,10 @@ export class Reconciler {
 
   /** Resolves once no pass is scheduled or running (tests). */
   async idle(): Promise<void> {
-    for (let i = 0; i < 1000 && (this.timer || this.dirty); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && (this.timer || this.dirty || this.lanes.size > 0); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      if (!this.timer && !this.dirty && this.lanes.size === 0) break;
+    }
     await this.running.catch(() => undefined);
   }
 
@@ -249,12 +268,20 @@ export class Reconciler {
     return parts.sort().join(';');
   }
 
-  private schedule(delayMs = this.opts.debounceMs): void {
+  private schedule(delayMs = this.opts.debounceMs, retry = false): void {
     if (this.stopped) return;
     this.dirty = true;
+    // A change does not wait out a retry's backoff: the host that failed is tried again, the
+    // change reaches the others now.
+    if (this.timer && this.timerIsRetry && !retry) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     if (this.timer) return;
+    this.timerIsRetry = retry;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.timerIsRetry = false;
       this.dirty = false;
       this.syncNow().then(
         () => {
@@ -264,7 +291,7 @@ export class Reconciler {
           const wait = this.backoffMs;
           this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs);
           this.log.warn({ retryInMs: wait }, 'sync failed; retrying');
-          this.schedule(wait);
+          this.schedule(wait, true);
         },
       );
     }, delayMs);
@@ -336,14 +363,64 @@ export class Reconciler {
     // three nodes cost about as long as the slowest one, not the sum.
     const byServer = new Map<string, Available[]>();
     for (const plugin of plugins) byServer.set(plugin.serverId, [...(byServer.get(plugin.serverId) ?? []), plugin]);
-    await forEachLimited([...byServer.entries()], this.opts.serverConcurrency, async ([serverId, list]) => {
-      for (const plugin of list) {
-        const failure = await this.applyOne(plugin, states.get(plugin.id)!, verify.has(serverId));
-        if (failure) failures.push(failure);
+    const started: Array<{ serverId: string; pending: Set<string>; done: Promise<void> }> = [];
+    /** Set once this pass stops waiting: a host failing after that schedules its own retry. */
+    let gaveUp = false;
+    for (const [serverId, list] of byServer) {
+      if (this.lanes.has(serverId)) {
+        // Still busy with an earlier state: it gets this one once it is done.
+        this.behind.add(serverId);
+        if (verify.has(serverId)) this.verify.add(serverId);
+        continue;
       }
-    });
+      const pending = new Set(list.map((p) => p.id));
+      let failed = false;
+      const done = this.inLane(async () => {
+        for (const plugin of list) {
+          const failure = await this.applyOne(plugin, states.get(plugin.id)!, verify.has(serverId));
+          pending.delete(plugin.id);
+          if (failure) {
+            failed = true;
+            failures.push(failure);
+          }
+        }
+      }).finally(() => {
+        this.lanes.delete(serverId);
+        if (this.behind.delete(serverId)) this.schedule(0);
+        else if (gaveUp && failed) this.schedule(this.backoffMs, true);
+      });
+      this.lanes.set(serverId, done);
+      started.push({ serverId, pending, done });
+    }
+    const allDone = await settleWithin(Promise.all(started.map((l) => l.done)), this.opts.slowHostMs);
+    if (!allDone) {
+      gaveUp = true;
+      for (const lane of started) {
+        if (lane.pending.size === 0) continue;
+        const reason = `still applying after ${this.opts.slowHostMs} ms; later changes reach it once it is done`;
+        for (const id of lane.pending) this.syncState.set(id, { state: 'degraded', reason });
+        this.log.warn({ server: lane.serverId, plugins: [...lane.pending] }, 'a host is slow to apply; the others go on without it');
+      }
+    }
     this.counters.passes++;
     if (failures.length) throw new Error(failures.join('; '));
+  }
+
+  /** Runs one host's applies once a slot is free (at most `serverConcurrency` hosts at once). */
+  private async inLane(fn: () => Promise<void>): Promise<void> {
+    if (this.activeLanes >= this.opts.serverConcurrency) await new Promise<void>((resolve) => this.waitingLanes.push(resolve));
+    this.activeLanes++;
+    try {
+      await fn();
+    } finally {
+      this.activeLanes--;
+      this.waitingLanes.shift()?.();
+    }
+  }
+
+  /** Waits for the hosts still applying, at most `ms`. */
+  private async lanesSettled(ms: number): Promise<void> {
+    if (this.lanes.size > 0) await settleWithin(Promise.all([...this.lanes.values()]), ms);
   }
 
   /**
@@ -490,11 +567,16 @@ function digestOf(state: DesiredState): string {
   return hash.digest('hex');
 }
 
-/** Runs `fn` over `items`, at most `limit` at a time. */
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+/** Whether `promise` settled within `ms` (it goes on either way). */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    timer.unref?.();
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

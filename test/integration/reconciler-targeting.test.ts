@@ -69,6 +69,7 @@ describe('reconciler targeting', function () {
         debounceMs: 5,
         initialBackoffMs: 20,
         driftCheckMs: 0,
+        slowHostMs: 1000,
         // The main server's place is known from the start, as the daemon gives it.
         digestPlaces: { main: { host: new LocalHost(), stateDirOf: (p) => path.join(dir, 'main', p) } },
       },
@@ -174,6 +175,48 @@ describe('reconciler targeting', function () {
     expect(most).to.equal(servers().length);
     expect(sameHostOverlap, 'one host’s plugins never overlap').to.equal(false);
     console.log(`      4 servers × 2 plugins × ${delayMs} ms applies: answered in ${answeredMs} ms, pass done in ${passMs} ms`);
+  });
+
+  it('a hung node does not hold back the others: they get their changes, it gets the newest state once it answers', async () => {
+    const [a, b] = nodes as [string, string];
+    const hung = plugins.get(`wireguard@${b}`)!;
+    const original = hung.apply.bind(hung);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    hung.apply = async (state: DesiredState) => {
+      await released;
+      await original(state);
+    };
+    await createUser({ username: 'first_everywhere' });
+    // The pass waits for node B at most slowHostMs (1 s here), then goes on without it.
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(JSON.stringify((await api().get('/api/v1/health').set('X-API-KEY', h.adminKey)).body)).to.contain(`wireguard@${b}: still applying`);
+    await createUser({ username: 'second_on_a', nodes: [a] });
+    const end = Date.now() + 3000;
+    while (!plugins.get(`wireguard@${a}`)!.allowedUsers().includes('second_on_a') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(plugins.get(`wireguard@${a}`)!.allowedUsers()).to.include('second_on_a');
+    expect(Date.now() - t0, 'A did not wait for B').to.be.below(2500);
+    expect(hung.applied.length - counted.get(`wireguard@${b}`)!).to.equal(0);
+    release();
+    await settle();
+    expect(hung.allowedUsers()).to.deep.equal(['first_everywhere']);
+    expect(protocols.reconciler.syncStateOf(`wireguard@${b}`)).to.deep.equal({ state: 'ok' });
+  });
+
+  it('a node that keeps failing does not delay the others’ changes by its retry backoff', async () => {
+    const [a, b] = nodes as [string, string];
+    plugins.get(`openvpn@${b}`)!.applyFailure = new Error('node unreachable');
+    await createUser({ username: 'fails_on_b' });
+    // Let the retries back off past a second.
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = Date.now();
+    await createUser({ username: 'prompt_on_a', nodes: [a] });
+    const end = Date.now() + 5000;
+    while (!plugins.get(`wireguard@${a}`)!.allowedUsers().includes('prompt_on_a') && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(Date.now() - t0).to.be.below(500);
+    plugins.get(`openvpn@${b}`)!.applyFailure = undefined;
+    await settle();
   });
 
   it('a bulk create of 1000 users is answered before any apply and applied in one coalesced pass', async () => {
