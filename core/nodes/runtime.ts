@@ -129,6 +129,8 @@ export class NodeRuntime {
     const node = this.attached.get(nodeId);
     if (!node) return [`node_${nodeId} is not attached`];
     await this.reconciler.syncNow().catch(() => undefined);
+    // A slow node is not waited for by the pass (the others go on); this node's job waits for it.
+    await this.reconciler.hostSettled(node.serverId);
     const failures: string[] = [];
     for (const protocol of this.protocols()) {
       const entry = this.core.plugins.get(protocol, node.serverId);

@@ -238,6 +238,20 @@ export class Reconciler {
     return [...took].filter(([, ok]) => ok).map(([server]) => server);
   }
 
+  /**
+   * Resolves once `serverId` is no longer applying (a pass stops waiting for a slow host; a
+   * node's provisioning or sync job must not). When the lane was busy with an older state, the
+   * pass it brings is awaited too. Each apply has its own time limit (the registry's).
+   */
+  async hostSettled(serverId: string): Promise<void> {
+    for (let round = 0; round < 3; round++) {
+      const lane = this.lanes.get(serverId);
+      if (!lane) return;
+      await lane.catch(() => undefined);
+      await this.syncNow().catch(() => undefined);
+    }
+  }
+
   /** How the last pass went for one plugin (`protocol@server`); undefined before its first pass. */
   syncStateOf(pluginId: string): PluginSyncState | undefined {
     return this.syncState.get(pluginId);

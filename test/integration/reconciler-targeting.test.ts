@@ -198,7 +198,10 @@ describe('reconciler targeting', function () {
     expect(plugins.get(`wireguard@${a}`)!.allowedUsers()).to.include('second_on_a');
     expect(Date.now() - t0, 'A did not wait for B').to.be.below(2500);
     expect(hung.applied.length - counted.get(`wireguard@${b}`)!).to.equal(0);
+    // A node's own job (provisioning, PUT sync) waits for it, past the pass's limit.
+    const settledB = protocols.reconciler.hostSettled(b).then(() => hung.allowedUsers());
     release();
+    expect(await settledB).to.deep.equal(['first_everywhere']);
     await settle();
     expect(hung.allowedUsers()).to.deep.equal(['first_everywhere']);
     expect(protocols.reconciler.syncStateOf(`wireguard@${b}`)).to.deep.equal({ state: 'ok' });
