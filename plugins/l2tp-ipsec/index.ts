@@ -185,13 +185,18 @@ interface TrackedIke {
  *
  * Accounting: IKEv2 from the CHILD_SA byte counters (vici `list-sas`), a session per IKE_SA
  * keyed `<serverId>:<runId>:<uniqueid>`; the run id is charon's epoch (`e<pid>s<start time>`),
- * equal across adoption and new at each real charon start, as unique ids restart. A vici connection held open receives `child-updown` / `child-rekey` / `ike-updown`:
- * a CHILD_SA's last counters come from them, and when the IKE_SA goes down its final total is
+ * equal across adoption and new at each real charon start, as unique ids restart. A vici
+ * connection held open receives `child-updown` / `child-rekey` / `ike-updown`: a CHILD_SA's
+ * last counters come from them, and when the IKE_SA goes down its final total is
  * written to a record on the host first, then reported once. L2TP from pppd's hooks: `ip-up`
  * records the session (pid, interface, user), interim counters are the interface's statistics,
- * `ip-down` writes `BYTES_SENT` / `BYTES_RCVD` to a record. Records are reported through
- * `ctx.sessionEnded` exactly once: their names enter a durable "reported" list before the call
- * and the files are removed after, so a panel restart in between reports nothing twice.
+ * `ip-down` writes `BYTES_SENT` / `BYTES_RCVD` to a record, also while no instance is attached.
+ * Records go to `ctx.sessionEnded` through the kit's EndedRecordFolder: a file is removed only
+ * once the panel holds its session durably, and is never taken twice.
+ *
+ * Limit: charon's updown hook gets no byte counters, so an IKEv2 session that ends while no
+ * instance is attached is found gone by the next one and ends with the counters of the last
+ * snapshot (the last poll before detach, or detach itself): what it moved after that is lost.
  *
  * @example
  * const l2tp = l2tpPlugin.create(ctx);
@@ -214,6 +219,7 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
   /** The charon run for which the previous instance's IKEv2 sessions were taken over. */
   private restoredFor = '';
   private snapshotWritten = '';
+  private saving: Promise<void> = Promise.resolve();
   private monitor: ViciSession | undefined;
   private listeners: { ike: number; nat: number } | undefined;
   private users = new Set<string>();
@@ -396,7 +402,11 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
       // xl2tpd's SIGTERM ends its pppd children, which run ip-down with their final counters.
       if (x) await x.stop();
       const c = this.charon ?? ((await this.leftRunning(() => this.charonSupervisor(), this.charonSpec())) ?? undefined);
-      if (c && !this.charon) await this.restoreIke(this.runId).catch(() => undefined);
+      if (c && !this.charon) {
+        // Its sessions as the detached instance left them, brought up to date, end with it.
+        await this.restoreIke(this.runId).catch(() => undefined);
+        await this.pollIke().catch(() => undefined);
+      }
       this.charon = undefined;
       if (c) await c.stop();
       // Give the watcher a moment for the child-updown events charon sends while it shuts down.
@@ -831,8 +841,14 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     }
   }
 
-  /** What the next instance needs to follow this run's sessions on (written when it changed). */
-  private async saveIke(runId: string): Promise<void> {
+  /** What the next instance needs to follow this run's sessions on (written when it changed, one write at a time). */
+  private saveIke(runId: string): Promise<void> {
+    const next = this.saving.then(() => this.writeIkeSnapshot(runId));
+    this.saving = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeIkeSnapshot(runId: string): Promise<void> {
     const snap: IkeSnapshot = { v: 1, runId, sessions: [] };
     for (const [key, t] of this.tracked) {
       if (t.ended || t.runId !== runId) continue;
@@ -963,6 +979,8 @@ export class L2tpIpsecPlugin implements ProtocolPluginInstance {
     this.endedKeys.add(key);
     this.tracked.delete(key);
     this.currentOf.delete(key);
+    // So that the next instance does not take it for a session that ended unseen.
+    if (t.runId === this.runId) await this.saveIke(t.runId);
     await this.foldEnded();
   }
 

@@ -212,4 +212,25 @@ describe('L2TP/IPsec: charon and xl2tpd outlive the instance (detach, adoption, 
     expect(ended.filter((e) => e.session.sessionKey === before.sessionKey), 'the first once').to.have.length(1);
     await client!.terminate(name2).catch(() => undefined);
   });
+
+  it('an IKEv2 session that ends while no instance is attached is reported once by the adopting one, under its key, with the last counters seen', async () => {
+    const stateDir = `${lab.dir}/l2-${randomBytes(3).toString('hex')}`;
+    const ended: SessionEnded[] = [];
+    const a = makeInstance(stateDir, ended);
+    await a.apply(state);
+    const name = await connect(a);
+    ping(30);
+    const seen = (await bobIn(a))!;
+    await a.detach();
+    await client!.terminate(name);
+    const b = makeInstance(stateDir, ended);
+    await b.apply(state);
+    expect(b.describe().charonAdopted).to.equal(true);
+    expect(await bobIn(b)).to.equal(undefined);
+    await b.pollSessions();
+    expect(ended.map((e) => e.session.sessionKey)).to.deep.equal([seen.sessionKey]);
+    expect(ended[0]!.session.rxBytes).to.be.at.least(seen.rxBytes);
+    await b.stop();
+    expect(ended, 'not again at stop').to.have.length(1);
+  });
 });
