@@ -16,8 +16,10 @@
  * - when a peer goes idle, leaves the dump, or is about to be removed, its period is reported
  *   ended with the counters read last, so its final bytes are counted exactly once.
  *
- * Periods are numbered per ledger, and the plugin makes a new ledger (and a new scope) at every
- * interface start, so keys never repeat across restarts.
+ * Periods are numbered per ledger. The scope names the interface run (the daemon's epoch), so
+ * keys never repeat across restarts; a panel that adopts a running interface restores the
+ * ledger from the snapshot the previous one kept beside it, so the keys it hands over stay the
+ * same (the dump alone cannot say where an open period began).
  */
 
 /** One peer line of `wg show <if> dump`. */
@@ -98,6 +100,9 @@ export interface EndedPeriod {
   reason: string;
 }
 
+/** Whether a peer's track differs from what a first sighting in a dump would rebuild. */
+const mattersAfterRestart = (t: PeerTrack) => t.used || t.open || t.baseRx > 0 || t.baseTx > 0;
+
 interface PeerTrack {
   /** Current or last period number. */
   period: number;
@@ -123,6 +128,16 @@ export interface LedgerObservation {
   online: number;
 }
 
+/** What a ledger needs to hand over the same keys after a panel restart (see `snapshot`). */
+export interface LedgerSnapshot {
+  scope: string;
+  nextPeriod: number;
+  /** Public key → [period, open, used, baseRx, baseTx, rx, tx, endpoint]. */
+  peers: Record<string, [number, boolean, boolean, number, number, number, number, string]>;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
 /** Default online window: WireGuard's REJECT_AFTER_TIME. */
 export const ONLINE_WINDOW_SEC = 180;
 
@@ -139,6 +154,11 @@ export const ONLINE_WINDOW_SEC = 180;
 export class PeerLedger {
   private readonly peers = new Map<string, PeerTrack>();
   private nextPeriod = 1;
+  /**
+   * A period opened, closed or was reported since the last `snapshot()`: the snapshot must be
+   * written before the keys this ledger handed over can be relied on after a panel restart.
+   */
+  dirty = false;
 
   constructor(
     /** The accounting scope of this interface run, e.g. `wg:pgwg0:<start ms>`. */
@@ -211,6 +231,7 @@ export class PeerLedger {
       if (rx < t.rx || tx < t.tx) {
         // Counters went down: the peer was re-created. What the old one showed was counted.
         if (t.open) ended.push(this.endedOf(publicKey, t, 'counters-reset'));
+        if (t.used || t.open) this.dirty = true;
         t.period = this.nextPeriod++;
         t.open = false;
         t.used = false;
@@ -225,6 +246,7 @@ export class PeerLedger {
           if (t.used) t.period = this.nextPeriod++;
           t.open = true;
           t.used = true;
+          this.dirty = true;
         }
         online++;
         out += `${t.period}\t${publicKey}\t(none)\t${endpoint || '(none)'}\t${text.slice(f[3], f[4]! - 1)}\t${hs}\t${rx - t.baseRx}\t${tx - t.baseTx}\toff\n`;
@@ -236,6 +258,7 @@ export class PeerLedger {
     for (const [publicKey, t] of this.peers) {
       if (seen.has(publicKey)) continue;
       if (t.open) ended.push(this.endedOf(publicKey, t, 'peer-gone'));
+      if (mattersAfterRestart(t)) this.dirty = true;
       this.peers.delete(publicKey);
     }
     return { text: out, ended, malformed, online };
@@ -250,6 +273,7 @@ export class PeerLedger {
     const t = this.peers.get(publicKey);
     if (!t) return null;
     this.peers.delete(publicKey);
+    if (mattersAfterRestart(t)) this.dirty = true;
     // Bytes after the last period closed (a handshake that was never polled) are a session too.
     if (t.open) return this.endedOf(publicKey, t, reason);
     if (t.rx > t.baseRx || t.tx > t.baseTx) {
@@ -257,6 +281,39 @@ export class PeerLedger {
       return this.endedOf(publicKey, t, reason);
     }
     return null;
+  }
+
+  /**
+   * The ledger's state for `PeerLedger.restore`, and clears `dirty`. Only peers whose period
+   * was handed over or whose counters start above zero are kept: any other peer seen again in a
+   * dump is rebuilt exactly as it was (a period nobody saw, counted from zero).
+   */
+  snapshot(): LedgerSnapshot {
+    const peers: LedgerSnapshot['peers'] = {};
+    for (const [key, t] of this.peers) {
+      if (mattersAfterRestart(t)) peers[key] = [t.period, t.open, t.used, t.baseRx, t.baseTx, t.rx, t.tx, t.endpoint];
+    }
+    this.dirty = false;
+    return { scope: this.scope, nextPeriod: this.nextPeriod, peers };
+  }
+
+  /**
+   * The ledger a snapshot describes, when it is of `scope` (the same interface run); null when
+   * it is of another run or unreadable (counters of a new run start from zero: a fresh ledger).
+   */
+  static restore(snapshot: unknown, scope: string, onlineWindowSec = ONLINE_WINDOW_SEC): PeerLedger | null {
+    const s = snapshot as Partial<LedgerSnapshot> | null;
+    if (!s || typeof s !== 'object' || s.scope !== scope || !isCount(s.nextPeriod) || !s.peers || typeof s.peers !== 'object') return null;
+    const ledger = new PeerLedger(scope, onlineWindowSec);
+    ledger.nextPeriod = Math.max(1, s.nextPeriod);
+    for (const [key, v] of Object.entries(s.peers)) {
+      if (!Array.isArray(v) || v.length !== 8) return null;
+      const [period, open, used, baseRx, baseTx, rx, tx, endpoint] = v;
+      if (!isCount(period) || period >= ledger.nextPeriod || typeof open !== 'boolean' || typeof used !== 'boolean') return null;
+      if (![baseRx, baseTx, rx, tx].every(isCount) || typeof endpoint !== 'string') return null;
+      ledger.peers.set(key, { period, open, used, baseRx, baseTx, rx, tx, endpoint });
+    }
+    return ledger;
   }
 
   /** Ends every open period (the interface is being stopped). */
@@ -270,11 +327,14 @@ export class PeerLedger {
   }
 
   private endedOf(publicKey: string, t: PeerTrack, reason: string): EndedPeriod {
+    // A reported key must never be handed out again, also by a ledger restored after a crash.
+    this.dirty = true;
     return { sessionKey: this.sessionKey(t.period, publicKey), publicKey, remoteAddress: t.endpoint, rx: t.rx - t.baseRx, tx: t.tx - t.baseTx, reason };
   }
 
   /** The next period starts at the counters the ended one was reported with. */
   private closeAt(t: PeerTrack): void {
+    this.dirty = true;
     t.open = false;
     t.baseRx = t.rx;
     t.baseTx = t.tx;

@@ -30,7 +30,7 @@ import {
   type ProtocolPluginInstance,
   type SessionPoll,
 } from '../../core';
-import { ONLINE_WINDOW_SEC, PeerLedger, type EndedPeriod } from './dump';
+import { ONLINE_WINDOW_SEC, parseDump, PeerLedger, type EndedPeriod } from './dump';
 import { assertWgKey, hostAddress, renderClientConfig, renderPeers, WG_KEY_PATTERN, type PeerEntry } from './render';
 import { uapiAddPeers, uapiRemovePeers, uapiRequest } from './uapi';
 
@@ -95,8 +95,6 @@ interface Iface {
   supervisor: ProcessSupervisor | null;
   /** Configured and answering. */
   ready: boolean;
-  /** The run it was configured for (pid for wireguard-go, a counter for the kernel). */
-  configuredRun: number | undefined;
   spawns: number;
   ledger: PeerLedger;
   /** Peers on the interface as the plugin put them: public key → peer. */
@@ -142,8 +140,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   private serverKeys: { privateKey: string; publicKey: string } | null = null;
   private readonly pskShards = new Map<string, Map<string, string>>();
   private kernel: boolean | null = null;
-  private kernelRuns = 0;
-  private readonly paths: { serverKey: string; serverPub: string; pskDir: string; tmpDir: string };
+  private readonly paths: { serverKey: string; serverPub: string; pskDir: string; tmpDir: string; runDir: string };
 
   constructor(private readonly ctx: PluginContext<WireGuardConfig>) {
     this.config = ctx.config;
@@ -160,6 +157,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       serverPub: path.posix.join(this.stateDir, 'server.pub'),
       pskDir: path.posix.join(this.stateDir, 'psk'),
       tmpDir: path.posix.join(this.stateDir, 'tmp'),
+      runDir: path.posix.join(this.stateDir, 'run'),
     };
   }
 
@@ -305,19 +303,41 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     });
   }
 
+  /**
+   * The panel goes away (shutdown, restart, upgrade): polling stops, and wireguard-go, the
+   * interface, its addresses and peers stay as they are, so no tunnel notices. The ledger's
+   * snapshot is kept beside the interface, and the next instance on this host and state dir
+   * adopts it all with the same session keys. Bytes a peer moves from now on are counted by that
+   * instance, except those of a daemon that dies (or a host that reboots) before it polls.
+   */
+  detach(): Promise<void> {
+    return this.lock.run(async () => {
+      const list = [...this.ifaces.values()];
+      this.ifaces.clear();
+      for (const iface of list) {
+        iface.supervisor?.removeAllListeners();
+        if (iface.ready) await this.keepLedger(iface).catch((e: Error) => this.ctx.logger.warn({ interface: iface.name, err: e.message }, 'could not keep the session ledger'));
+        iface.ready = false;
+        await iface.supervisor?.detach();
+      }
+    });
+  }
+
   async ports(): Promise<PortNeed[]> {
     return this.listeners.map((port) => ({ port, protocol: 'udp' as const, purpose: `WireGuard ${port}/udp` }));
   }
 
   /**
    * Each ready interface's dump, reduced to its online peers (see dump.ts), scope
-   * `wg:<interface>:<start ms>`. Periods that ended since the last poll are reported first.
+   * `wg:<interface>:<daemon epoch>`. Periods that ended since the last poll are reported first.
    */
   async pollSessions(): Promise<SessionPoll> {
     const texts: Array<{ scope: string; text: string }> = [];
     for (const iface of [...this.ifaces.values()]) {
       if (!iface.ready) continue;
       const text = await this.observe(iface);
+      // Keys go to accounting only once a panel restarted now would hand over the same ones.
+      await this.keepLedger(iface);
       texts.push({ scope: iface.ledger.scope, text });
     }
     if (this.namesDirty) {
@@ -430,7 +450,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       let index = 0;
       while (this.ifaces.has(index)) index++;
       const name = `${this.config.interfacePrefix}${index}`;
-      const iface: Iface = { name, index, port, supervisor: null, ready: false, configuredRun: undefined, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map(), cut: new Set(), fullSync: false };
+      const iface: Iface = { name, index, port, supervisor: null, ready: false, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map(), cut: new Set(), fullSync: false };
       this.ifaces.set(index, iface);
       if (!(await this.useKernel())) iface.supervisor = this.supervise(iface);
     }
@@ -445,18 +465,23 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     const socket = this.socketOf(iface);
     const supervisor = new ProcessSupervisor({
       host,
-      // -f: stay in the foreground, so the supervisor sees the process it started.
+      // -f: stay in the foreground, so the keeper is its parent and records its pid and exit.
       argv: [this.config.wireguardGoPath, '-f', iface.name],
       name: `wireguard-go ${iface.name}`,
       logger: this.ctx.logger.child({ interface: iface.name }),
       initialBackoffMs: this.config.restartInitialMs,
       maxBackoffMs: this.config.restartMaxMs,
+      // The host keeps the daemon, so a panel restart or a lost SSH channel cuts no tunnel.
+      detached: { pidFile: path.posix.join(this.paths.runDir, `${iface.name}.pid`), logFile: path.posix.join(this.paths.runDir, `${iface.name}.log`) },
+      startTimeoutMs: this.config.startTimeoutMs,
       // A socket left by a killed run would make wg talk to nobody.
       beforeStart: () => host.remove(socket),
     });
     supervisor.on('exit', () => {
-      // The interface and its counters are gone with the process; what accounting last read
-      // stays counted, and the next run is a new scope.
+      // The interface and its counters are gone with the process. Open periods end with what
+      // was read last (bytes since that poll are lost: WireGuard has no disconnect hook), and
+      // the next run is a new epoch, so a new scope.
+      if (iface.ready) for (const e of iface.ledger.endAll('daemon-exited')) void this.report(e, this.usernameOf(iface, e.publicKey));
       iface.ready = false;
     });
     supervisor.on('spawn', () => {
@@ -473,38 +498,81 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   }
 
   /**
-   * Configures a fresh interface run: key and port, the server address (the pool route on the
-   * first interface only: one route per pool), link up, every wanted peer in one batch. The run
-   * gets a new ledger and scope: counters start at zero, and the new keys say so.
+   * Makes one interface run serve: started now, or found running (adopted after a panel
+   * restart). Key and port are set only when they differ, the server address (the pool route on
+   * the first interface only: one route per pool) and link state are idempotent, and the peers
+   * are compared with what the interface holds, so an adopted interface keeps its peers, their
+   * handshakes and counters. The ledger is the run's: restored from the snapshot kept beside it
+   * when it is of this run (same keys as before the restart), a new one at zero otherwise.
    */
   private async bringUp(iface: Iface): Promise<void> {
     const { host } = this.ctx;
-    let run: number;
+    let epoch: string;
     if (iface.supervisor) {
       const socket = this.socketOf(iface);
       const end = Date.now() + this.config.startTimeoutMs;
-      while (!(iface.supervisor.pid !== undefined && (await host.exists(socket)))) {
+      while (!(iface.supervisor.epoch !== undefined && (await host.exists(socket)))) {
         if (Date.now() > end) throw unavailable(`wireguard-go ${iface.name} did not open its UAPI socket within ${this.config.startTimeoutMs} ms${iface.supervisor.lastExit ? ` (last exit: ${iface.supervisor.lastExit.tail.slice(-3).join(' | ')})` : ''}`);
         await new Promise((r) => setTimeout(r, 20));
       }
-      run = iface.supervisor.pid!;
+      epoch = iface.supervisor.epoch!;
     } else {
-      await this.ip(['link', 'del', iface.name]).catch(() => undefined);
-      await this.ip(['link', 'add', iface.name, 'type', 'wireguard']);
-      run = ++this.kernelRuns;
+      // The kernel keeps the interface without any process: one that exists is adopted. Its
+      // ifindex names the run (a re-created interface gets a new one).
+      if (!(await host.exists(`/sys/class/net/${iface.name}/ifindex`))) await this.ip(['link', 'add', iface.name, 'type', 'wireguard']);
+      const ifindex = (await host.readFile(`/sys/class/net/${iface.name}/ifindex`)).toString('utf8').trim();
+      if (!/^\d{1,10}$/.test(ifindex)) throw unavailable(`${iface.name}: unreadable ifindex`);
+      epoch = `k${ifindex}`;
     }
     const keys = await this.ensureServerKeys();
-    await this.wg(['set', iface.name, 'listen-port', String(iface.port), 'private-key', this.paths.serverKey]);
+    const held = parseDump((await this.wg(['show', iface.name, 'dump'])).stdout);
+    if (held.device?.publicKey !== keys.publicKey || held.device?.listenPort !== iface.port) {
+      await this.wg(['set', iface.name, 'listen-port', String(iface.port), 'private-key', this.paths.serverKey]);
+    }
     const prefix = iface.index === 0 ? this.pool.prefix : 32;
     await this.ip(['address', 'replace', `${this.serverAddress}/${prefix}`, 'dev', iface.name]);
     await this.ip(['link', 'set', iface.name, ...(this.config.mtu ? ['mtu', String(this.config.mtu)] : []), 'up']);
+    const scope = `wg:${iface.name}:${epoch}`;
+    const snapshot = await host
+      .readFile(this.ledgerPath(iface))
+      .then((b) => JSON.parse(b.toString('utf8')) as unknown)
+      .catch(() => null);
+    const restored = PeerLedger.restore(snapshot, scope, this.config.onlineWindowSec);
+    iface.ledger = restored ?? new PeerLedger(scope, this.config.onlineWindowSec);
     iface.peers = new Map();
+    for (const p of held.peers) {
+      const address = /^(\d{1,3}(?:\.\d{1,3}){3})\/32$/.exec(p.allowedIps)?.[1] ?? '';
+      iface.peers.set(p.publicKey, { username: this.wanted.get(p.publicKey)?.username ?? '', publicKey: p.publicKey, address, given: address, epoch: 0 });
+    }
     iface.cut.clear();
-    iface.ledger = new PeerLedger(`wg:${iface.name}:${Date.now()}`, this.config.onlineWindowSec);
-    await this.addPeers(iface, [...this.wanted.values()]);
-    iface.configuredRun = run;
+    await this.syncPeers(iface);
+    await this.keepLedger(iface);
     iface.ready = true;
-    this.ctx.logger.info({ interface: iface.name, port: iface.port, peers: iface.peers.size, publicKey: keys.publicKey }, 'WireGuard interface up');
+    this.ctx.logger.info(
+      { interface: iface.name, port: iface.port, peers: iface.peers.size, kept: held.peers.length, epoch, ledger: restored ? 'restored' : 'new', publicKey: keys.publicKey },
+      held.peers.length ? 'WireGuard interface adopted' : 'WireGuard interface up',
+    );
+  }
+
+  private ledgerPath(iface: Iface): string {
+    return path.posix.join(this.paths.runDir, `${iface.name}.ledger.json`);
+  }
+
+  /** Writes the ledger's snapshot beside the interface when a period began or ended since the last. */
+  private async keepLedger(iface: Iface): Promise<void> {
+    if (!iface.ledger.dirty) return;
+    const snapshot = iface.ledger.snapshot();
+    try {
+      await this.ctx.host.mkdirp(this.paths.runDir, 0o700);
+      await this.ctx.host.writeFileAtomic(this.ledgerPath(iface), `${JSON.stringify(snapshot)}\n`, 0o600);
+    } catch (e) {
+      iface.ledger.dirty = true;
+      throw e;
+    }
+  }
+
+  private usernameOf(iface: Iface, publicKey: string): string {
+    return iface.peers.get(publicKey)?.username || this.wanted.get(publicKey)?.username || this.peerNames.get(publicKey) || '';
   }
 
   /** Adds what is missing, removes what is no longer wanted (or changed address). */
@@ -543,10 +611,13 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   /** Reads the interface once, reports the final counters of the peers going, then removes them. */
   private async removePeers(iface: Iface, keys: readonly string[], reason: string): Promise<void> {
     await this.observe(iface);
+    const reports: Array<Promise<void>> = [];
     for (const key of keys) {
       const ended = iface.ledger.takeEnded(key, reason);
-      if (ended) this.report(ended, iface.peers.get(key)?.username ?? this.peerNames.get(key) ?? '');
+      if (ended) reports.push(this.report(ended, this.usernameOf(iface, key)));
     }
+    // The counters go with the peer: they are handed over (durably, when the panel can) first.
+    await Promise.all(reports);
     if (iface.supervisor) {
       await uapiRequest(this.ctx.host, this.socketOf(iface), uapiRemovePeers(keys));
     } else {
@@ -557,6 +628,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       }
     }
     for (const key of keys) iface.peers.delete(key);
+    await this.keepLedger(iface).catch((e: Error) => this.ctx.logger.warn({ interface: iface.name, err: e.message }, 'could not keep the session ledger'));
   }
 
   /** One dump through the ledger; ended periods are reported, the online peers' text returned. */
@@ -565,13 +637,18 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     // Handshake times in the dump are the host's wall clock, not domain time (which tests
     // freeze): a peer's age is judged against real time.
     const seen = iface.ledger.observe(stdout, Math.floor(Date.now() / 1000));
-    for (const e of seen.ended) this.report(e, iface.peers.get(e.publicKey)?.username ?? this.peerNames.get(e.publicKey) ?? '');
+    for (const e of seen.ended) void this.report(e, this.usernameOf(iface, e.publicKey));
     if (seen.malformed) this.ctx.logger.warn({ interface: iface.name, malformed: seen.malformed }, 'unexpected lines in wg show dump');
     return seen.text;
   }
 
-  private report(e: EndedPeriod, username: string): void {
-    this.ctx.sessionEnded({
+  /**
+   * Hands one ended period to the panel; resolves either way (a failure is logged: the counters
+   * exist nowhere else, and reporting the same key again later would be harmless).
+   */
+  private report(e: EndedPeriod, username: string): Promise<void> {
+    return this.ctx
+      .sessionEnded({
       session: {
         sessionKey: e.sessionKey,
         username,
@@ -583,14 +660,15 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
         txBytes: e.tx,
       },
       reason: e.reason,
-    });
+    })
+      .catch((err: Error) => this.ctx.logger.error({ sessionKey: e.sessionKey, err: err.message }, 'the panel did not take an ended WireGuard session'));
   }
 
   private async stopIface(iface: Iface, reason: string): Promise<void> {
     if (iface.ready) {
       try {
         await this.observe(iface);
-        for (const e of iface.ledger.endAll(reason)) this.report(e, iface.peers.get(e.publicKey)?.username ?? this.peerNames.get(e.publicKey) ?? '');
+        await Promise.all(iface.ledger.endAll(reason).map((e) => this.report(e, this.usernameOf(iface, e.publicKey))));
       } catch (e) {
         this.ctx.logger.warn({ interface: iface.name, err: (e as Error).message }, 'could not read final counters before stopping');
       }
@@ -598,8 +676,11 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     iface.ready = false;
     this.ifaces.delete(iface.index);
     // wireguard-go removes its interface and socket on SIGTERM.
-    if (iface.supervisor) await iface.supervisor.stop();
-    else await this.ip(['link', 'del', iface.name]).catch(() => undefined);
+    if (iface.supervisor) {
+      iface.supervisor.removeAllListeners();
+      await iface.supervisor.stop();
+    } else await this.ip(['link', 'del', iface.name]).catch(() => undefined);
+    await this.ctx.host.remove(this.ledgerPath(iface)).catch(() => undefined);
   }
 
   /** The server key pair, made once with `wg genkey` / `wg pubkey` and kept (private 0600). */
