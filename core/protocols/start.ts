@@ -23,7 +23,12 @@ export type PluginSet = Pick<ProtocolsOptions, 'plugins' | 'pluginConfig'>;
 
 export interface RunningProtocols {
   reconciler: Reconciler;
-  stop(): Promise<void>;
+  /**
+   * Stops following the database. By default the VPN daemons are left running with their
+   * sessions (a restart or an upgrade cuts nobody; the next start adopts them);
+   * `stopDaemons` ends them too (tests, and an operator taking the service down for good).
+   */
+  stop(options?: { stopDaemons?: boolean }): Promise<void>;
 }
 
 /** The client pool of a protocol: its setting when the operator gave one, else the table's default. */
@@ -48,13 +53,13 @@ export async function startProtocols(core: Core, options: ProtocolsOptions): Pro
   await reconciler.start().catch((err: Error) => core.ctx.logger.error({ err: err.message }, 'first plugin sync failed; retrying in the background'));
   return {
     reconciler,
-    async stop() {
+    async stop({ stopDaemons = false } = {}) {
       core.propagation.attach(null);
       core.services.nodes.attachRuntime(null);
       await reconciler.stop();
       // A shutdown is not a removal: daemons that can outlive the panel keep their sessions.
       for (const plugin of core.plugins.available()) {
-        const leave = plugin.instance.detach ? plugin.instance.detach() : plugin.instance.stop();
+        const leave = plugin.instance.detach && !stopDaemons ? plugin.instance.detach() : plugin.instance.stop();
         await leave.catch((err: Error) => core.ctx.logger.warn({ plugin: plugin.id, err: err.message }, 'plugin shutdown failed'));
       }
       await nodes.close();

@@ -93,7 +93,7 @@ describe('L2TP/IPsec end to end (REST API → real charon + xl2tpd; real strongS
 
   after(async () => {
     await client?.stop().catch(() => undefined);
-    await protocols?.stop();
+    await protocols?.stop({ stopDaemons: true });
     await h?.close();
     await lab.cleanup();
   });

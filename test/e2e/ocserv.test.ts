@@ -124,7 +124,7 @@ describe('Cisco AnyConnect end to end (REST API → real ocserv + openconnect in
 
   after(async () => {
     for (const c of [...clients, ...ovpnClients]) await c.stop().catch(() => undefined);
-    await protocols?.stop();
+    await protocols?.stop({ stopDaemons: true });
     await h?.close();
     await lab.cleanup();
   });

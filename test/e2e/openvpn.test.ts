@@ -112,7 +112,7 @@ describe('OpenVPN end to end (REST API → real OpenVPN in namespaces)', functio
 
   after(async () => {
     for (const c of clients) await c.stop().catch(() => undefined);
-    await protocols?.stop();
+    await protocols?.stop({ stopDaemons: true });
     await h?.close();
     await lab.cleanup();
   });

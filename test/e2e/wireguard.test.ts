@@ -111,7 +111,7 @@ describe('WireGuard end to end (REST API → real wireguard-go in namespaces)', 
 
   after(async () => {
     for (const c of clients) await c.stop().catch(() => undefined);
-    await protocols?.stop();
+    await protocols?.stop({ stopDaemons: true });
     await h?.close();
     await lab.cleanup();
   });
