@@ -129,6 +129,22 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
     return { up: c.tx, down: c.rx };
   };
 
+  /** What each node-1 plugin says of itself and its poll, for a failure report. */
+  async function logNodePlugins(when: string): Promise<void> {
+    for (const protocol of ['openvpn', 'wireguard', 'cisco'] as const) {
+      const plugin = h.core.plugins.get(protocol, node1());
+      const described = (plugin?.raw as { describe?: () => unknown } | undefined)?.describe?.();
+      let poll: string;
+      try {
+        const r = (await plugin!.instance!.pollSessions()) as unknown as Record<string, unknown>;
+        poll = `${String(r.kind)} ${JSON.stringify(r).slice(0, 300)}`;
+      } catch (err) {
+        poll = `failed: ${(err as Error).message}`;
+      }
+      console.log(`      (${when}: ${protocol} on node 1: ${plugin?.state} ${plugin?.reason ?? ''}; describe ${JSON.stringify(described)}; poll ${poll})`);
+    }
+  }
+
   /** Sessions of the panel's own connections on node 1: every sshd there but the listener. */
   function dropPanelSshOnNode1(): number[] {
     const listener = sshd[0]!.pid;
@@ -241,6 +257,9 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
     let openvpnDuring: number[] = [];
     let offlineSeen = false;
     let droppedSsh: number[] = [];
+    // Profiles are served by the panel from files on the node: fetched while it is reachable.
+    const cutProfile = await ovProfile('ova');
+    const cutPassword = (await detail('ova')).openvpn_password as string;
     execFileSync('ip', ['link', 'set', rootLinks[0]!, 'down'], { stdio: 'pipe' });
     try {
       droppedSsh = dropPanelSshOnNode1();
@@ -253,7 +272,7 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
       endedCounters.ova = await ovCounters(ova);
       await ova.stop();
       // What a new OpenVPN login gets from a node cut off from the panel (its logins are the panel's to decide).
-      const probe = await startOpenVpnClient(lab, client, 'ova-cut', await ovProfile('ova'), ['ova', (await detail('ova')).openvpn_password]);
+      const probe = await startOpenVpnClient(lab, client, 'ova-cut', cutProfile, ['ova', cutPassword]);
       await until(() => probe.connected() || probe.authFailed(), 'a login while cut off', 10_000).catch(() => undefined);
       console.log(`      (a new OpenVPN login on node 1 while the panel is cut off: ${probe.connected() ? 'connected' : probe.authFailed() ? 'refused' : 'no answer within 10 s'})`);
       if (probe.connected()) {
@@ -298,7 +317,7 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
       until(() => (daemonPids(n1(), /^openvpn$/).openvpn ?? []).length > 0, "node 1's OpenVPN", 30_000, 250),
     );
     const now = daemonPids(n1());
-    await findings.check('WireGuard on node 1 not restarted', () => expect(JSON.stringify(now['wireguard-go'])).to.equal(JSON.stringify(node1Before['wireguard-go'])));
+    findings.same('WireGuard on node 1 not restarted', now['wireguard-go'], node1Before['wireguard-go']);
     await findings.check('ocserv on node 1 not restarted', () => {
       expect(now['ocserv-main']).to.deep.equal(node1Before['ocserv-main']);
       expect(now['ocserv-sm']).to.deep.equal(node1Before['ocserv-sm']);
@@ -324,6 +343,7 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
     await findings.check('a new OpenVPN login on node 1 is let in once the panel is back', async () => {
       await connectOpenVpn('ova', 'ova2');
     });
+    if (findings.count > 0) await logNodePlugins('after the outage');
     findings.assertNone();
   });
 
@@ -353,7 +373,7 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
         expect(plugin?.state, plugin?.reason).to.equal('available');
       });
     }
-    await findings.check('no daemon on node 1 restarted', () => expect(JSON.stringify(daemonPids(n1()))).to.equal(JSON.stringify(pidsBefore)));
+    findings.same('no daemon on node 1 restarted (pids by program)', daemonPids(n1()), pidsBefore);
     for (const [protocol, r] of Object.entries(results)) {
       await findings.check(`${protocol} pings across the restart`, () => expect(r.received, r.output.trim().split('\n').slice(-2).join(' ')).to.be.at.least(r.sent - 1));
     }
@@ -366,6 +386,7 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
     const ocUsage = await expectAccounted(findings, 'ocu', await ocCounters(), 0.05);
     const listed = (await nodesList()).find((n) => n.id === nodeIds[0])!;
     await findings.check('node 1 total_traffic_bytes is the sum of its users', () => expect(listed.total_traffic_bytes).to.equal(ovaUsage + wgUsage + ocUsage));
+    if (findings.count > 0) await logNodePlugins('after the restart');
     findings.assertNone();
   });
 });

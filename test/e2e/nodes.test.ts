@@ -10,6 +10,7 @@ import { startProtocols, type RunningProtocols } from '../../core/protocols/star
 import type { OpenVpnPlugin } from '../../plugins/openvpn';
 import { createHarness, type Harness } from '../helpers/harness';
 import { asText } from '../helpers/http';
+import { deleteLinks, endNamespaceProcesses, linkRoot } from '../helpers/netns';
 import { requirePrerequisite } from '../helpers/prereq';
 import { sshdUnavailableReason, startSshd, type SshdFixture } from '../helpers/sshd';
 import { startOcClient } from '../fixtures/ocserv/oc-client';
@@ -58,19 +59,6 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
   const nodePlugin = (i: number) => h.core.plugins.get('openvpn', `node_${nodeIds[i]}`);
   const runtime = () => h.services.nodes.runtime!;
 
-  /** A veth pair with one end in the root namespace (where the panel runs) and one in a node. */
-  function linkRoot(ns: string, index: number): void {
-    const a = `pgr${index}${lab.suffix}`;
-    const b = `pgn${index}${lab.suffix}`;
-    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', ns);
-    rootLinks.push(a);
-    ip('addr', 'add', `${net}.${index}.1/24`, 'dev', a);
-    ip('link', 'set', a, 'up');
-    ip('-n', ns, 'addr', 'add', `${net}.${index}.2/24`, 'dev', b);
-    ip('-n', ns, 'link', 'set', b, 'up');
-  }
-
   /** `SHA256:…` of the host key file a fixture serves, as ssh-keygen -lf prints it. */
   async function fingerprintOf(fixture: SshdFixture): Promise<string> {
     const blob = (await fs.readFile(`${fixture.hostKeyPath}.pub`, 'utf8')).trim().split(/\s+/)[1]!;
@@ -97,7 +85,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     for (const i of [0, 1]) {
       const ns = await lab.addNamespace(`n${i + 1}`);
       nodeNs.push(ns);
-      linkRoot(lab.ns(`n${i + 1}`), i + 1);
+      rootLinks.push(linkRoot(lab.ns(`n${i + 1}`), net, i + 1, lab.suffix));
       sshd.push(await startSshd({ netns: lab.ns(`n${i + 1}`), listenAddress: NODE_IP[i], port: 22, root: true }));
     }
     client = await lab.addNamespace('cl');
@@ -131,33 +119,9 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     await h?.close();
     for (const s of sshd) await s.stop();
     // Whatever still runs in our namespaces (a daemon a failed test left on a node) ends by PID.
-    for (const role of ['main', 'n1', 'n2', 'cl']) {
-      let pids: string[] = [];
-      try {
-        pids = execFileSync('ip', ['netns', 'pids', lab.ns(role)], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean);
-      } catch {
-        /* namespace never made */
-      }
-      const signal = (sig: NodeJS.Signals) =>
-        pids.forEach((pid) => {
-          try {
-            process.kill(Number(pid), sig);
-          } catch {
-            /* gone */
-          }
-        });
-      // TERM first: wireguard-go removes its UAPI socket (shared /var/run/wireguard) on the way out.
-      signal('SIGTERM');
-      await until(() => pids.every((pid) => !existsSync(`/proc/${pid}`)), 'namespace processes to exit', 3000).catch(() => signal('SIGKILL'));
-    }
+    await endNamespaceProcesses(['main', 'n1', 'n2', 'cl'].map((role) => lab.ns(role)));
     for (const prefix of ['wm', 'wn1', 'wn2']) await fs.rm(`/var/run/wireguard/${prefix}${lab.suffix}0.sock`, { force: true });
-    for (const link of rootLinks) {
-      try {
-        execFileSync('ip', ['link', 'del', link], { stdio: 'pipe' });
-      } catch {
-        /* removed with its namespace */
-      }
-    }
+    deleteLinks(rootLinks);
     await lab.cleanup();
   });
 

@@ -371,7 +371,7 @@ describe('polygate restart cuts no session (main server: real daemons and client
       if (!client || !pidsBefore[c.protocol]) throw new Error(`${c.title} was not connected before the restart (see its first test)`);
       expect(restarted, 'the restart test ran').to.equal(true);
       const findings = new Findings();
-      await findings.check('same daemons (adopted, not restarted)', () => expect(JSON.stringify(daemonPids(lab.ns('rss'), c.daemons))).to.equal(JSON.stringify(pidsBefore[c.protocol]!.pids)));
+      findings.same('same daemons (adopted, not restarted; pids by program)', daemonPids(lab.ns('rss'), c.daemons), pidsBefore[c.protocol]!.pids);
       await findings.check('pings during the restart', () => {
         const during = duringRestart[c.protocol]!;
         const summary = during.output.trim().split('\n').slice(-2).join(' ');

@@ -14,6 +14,17 @@ export class Findings {
     }
   }
 
+  /** Deep equality by JSON, with both values in full in the report (chai shortens long ones). */
+  same(what: string, actual: unknown, expected: unknown): void {
+    const a = JSON.stringify(actual);
+    const e = JSON.stringify(expected);
+    if (a !== e) this.failed.push(`${what}: ${a} (expected ${e})`);
+  }
+
+  get count(): number {
+    return this.failed.length;
+  }
+
   assertNone(): void {
     if (this.failed.length > 0) throw new Error(`${this.failed.length} check(s) failed:\n- ${this.failed.join('\n- ')}`);
   }

@@ -32,8 +32,12 @@ export function daemonPids(ns: string, programs: RegExp = /^(openvpn|wireguard-g
     const comm = commOf(pid);
     if (comm && programs.test(comm)) (out[comm] ??= []).push(pid);
   }
-  for (const pids of Object.values(out)) pids.sort((a, b) => a - b);
-  return out;
+  // Sorted by program and pid, so two readings compare equal when the same processes run.
+  return Object.fromEntries(
+    Object.keys(out)
+      .sort()
+      .map((comm) => [comm, out[comm]!.sort((a, b) => a - b)]),
+  );
 }
 
 /**
