@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
@@ -45,11 +45,12 @@ import {
   renderDisconnectScript,
   renderPasswordFile,
   renderPerUserConfig,
+  renderRunWrapper,
   renderServerConfig,
 } from './render';
 
 export { sha512Crypt, sha512CryptMatches } from './crypt';
-export { certificatePin, parseEndedRecord, parsePasswordFile, renderClientProfile, renderDisconnectScript, renderPasswordFile, renderPerUserConfig, renderServerConfig } from './render';
+export { certificatePin, parseEndedRecord, parsePasswordFile, renderClientProfile, renderDisconnectScript, renderPasswordFile, renderPerUserConfig, renderRunWrapper, renderServerConfig } from './render';
 
 /** Plugin settings; every field has a default, so `{}` is a valid configuration. */
 export const ocservConfigSchema = z.object({
@@ -111,8 +112,14 @@ interface Paths {
   ended: string;
   reported: string;
   script: string;
+  /** The keeper's program: a shell that runs ocserv as its child (see `renderRunWrapper`). */
+  runWrapper: string;
+  /** The keeper's record of the wrapper's pid, and ocserv's output. */
+  runPid: string;
+  log: string;
   socket: string;
   occtlSocket: string;
+  /** ocserv's own pid file (its main process). */
   pid: string;
   cert: string;
   key: string;
@@ -132,12 +139,22 @@ interface Paths {
  * its sessions elsewhere are counted) goes to the user's `config-per-user` file as
  * `max-same-clients`, so two logins between ticks cannot both pass.
  *
+ * ocserv belongs to its host, not to the panel: it runs under the supervisor's keeper (its own
+ * session, pid and output in files in the state directory), so an SSH drop or a panel restart
+ * cuts no session. `detach()` leaves it running; the next instance on the same host and state
+ * directory adopts it (found by the keeper's pid file, reached by its occtl socket) instead of
+ * starting another, and restarts it only when the configuration it runs is not the one applied.
+ * The keeper's program is a small wrapper that keeps ocserv as its child, because ocserv
+ * rewrites its own command line and the keeper recognises a run by it.
+ *
  * Accounting: `occtl --json show users` (run in the server's namespace) is handed raw to the
- * native parser, scope `<serverId>:<runId>` where the run id is new at every ocserv start, so
- * a restart is a new connection and reused session IDs never merge. Final counters come from
- * the `disconnect-script`, which writes a durable record per session on the host; the plugin
- * folds each record into `ctx.sessionEnded` once, remembering which ones it reported in a
- * file beside them, so neither a session ending between two ticks nor a panel restart between
+ * native parser, scope `<serverId>:<epoch>` where the epoch is the run's `<pid>.<start time>`
+ * (`supervisor.epoch`): equal across adoption, new whenever ocserv really restarts, so reused
+ * session IDs of different runs never merge. Final counters come from the `disconnect-script`,
+ * which writes a durable record per session on the host named with the same epoch (the
+ * wrapper hands it to ocserv's environment, ocserv to the script's), also while no panel is
+ * attached; the plugin folds each record into `ctx.sessionEnded` and deletes it only once the
+ * panel holds it, so neither a session ending between two ticks nor a panel restart between
  * the disconnect and the next tick loses or doubles anything.
  *
  * The server certificate comes from the panel's PKI (or the operator's files); its
@@ -157,7 +174,6 @@ export class OcservPlugin implements ProtocolPluginInstance {
   private supervisor: ProcessSupervisor | undefined;
   private listeners: { tcp: number; udp?: number } | undefined;
   private users = new Set<string>();
-  private runId = '';
   private confText = '';
   private passwdText: string | undefined;
   private perUserWritten = new Map<string, string>();
@@ -189,6 +205,9 @@ export class OcservPlugin implements ProtocolPluginInstance {
       ended: p('ended'),
       reported: p('ended-reported.json'),
       script: p('disconnect.sh'),
+      runWrapper: p('ocserv-run.sh'),
+      runPid: p('ocserv-run.pid'),
+      log: p('ocserv.log'),
       socket: r('ocserv.sock'),
       occtlSocket: r('occtl.sock'),
       pid: r('ocserv.pid'),
@@ -262,10 +281,23 @@ export class OcservPlugin implements ProtocolPluginInstance {
       this.listeners = listeners;
       this.confText = this.renderConf(listeners);
       const onDisk = (await host.readFile(this.paths.conf).catch(() => Buffer.from(''))).toString('utf8');
+      // Neither depends on the run, so they are in place before ocserv starts or is adopted.
+      await writeIfChanged(host, this.paths.script, renderDisconnectScript({ endedDir: this.paths.ended }), 0o700);
+      await writeIfChanged(host, this.paths.runWrapper, renderRunWrapper(), 0o700);
       if (!this.supervisor) {
-        await host.writeFileAtomic(this.paths.conf, this.confText, 0o600);
+        const confChanged = onDisk !== this.confText;
+        if (confChanged) await host.writeFileAtomic(this.paths.conf, this.confText, 0o600);
         this.start();
         await this.waitReady();
+        const sup = this.supervisor!;
+        if (sup.adopted && confChanged) {
+          // The ocserv left running serves another configuration (listeners changed meanwhile).
+          this.ctx.logger.info({ pid: sup.pid }, 'the adopted ocserv runs an older configuration; restarting it');
+          await sup.restart();
+          await this.waitReady();
+        } else if (sup.adopted && changed) {
+          await runChecked(host, [this.config.occtlPath, '-s', this.paths.occtlSocket, 'reload'], { timeoutMs: this.config.commandTimeoutMs });
+        }
       } else if (onDisk !== this.confText) {
         await host.writeFileAtomic(this.paths.conf, this.confText, 0o600);
         await this.supervisor.restart();
@@ -277,13 +309,28 @@ export class OcservPlugin implements ProtocolPluginInstance {
     await this.cutWhere((s) => !this.users.has(s.username), 'cutting removed users');
   }
 
+  /** Ends ocserv, also one a previous instance left running that this one never adopted. */
   stop(): Promise<void> {
     return this.lock.run(async () => {
       const sup = this.supervisor;
       this.supervisor = undefined;
       if (sup) await sup.stop();
+      // Also when the wrapper had to be SIGKILLed and left ocserv behind.
+      await this.endLeftover();
       // ocserv runs the disconnect script for the sessions it closed on SIGTERM.
       await this.foldEnded().catch((err) => this.ctx.logger.warn({ err: (err as Error).message }, 'reading ended ocserv sessions failed'));
+    });
+  }
+
+  /**
+   * The panel goes away and ocserv stays: polling stops, ocserv and every session keep running,
+   * and sessions that end meanwhile leave records the next instance reports.
+   */
+  detach(): Promise<void> {
+    return this.lock.run(async () => {
+      const sup = this.supervisor;
+      this.supervisor = undefined;
+      await sup?.detach();
     });
   }
 
@@ -297,14 +344,20 @@ export class OcservPlugin implements ProtocolPluginInstance {
   }
 
   /**
-   * `occtl --json show users` of the running ocserv under scope `<serverId>:<runId>` (session
+   * `occtl --json show users` of the running ocserv under scope `<serverId>:<epoch>` (session
    * key `<scope>:<ID>`), after which the disconnect records written since the last poll are
-   * reported. Rejects when ocserv does not answer.
+   * reported. Rejects when ocserv does not answer or is between two runs.
    */
   async pollSessions(): Promise<SessionPoll> {
-    if (!this.supervisor) throw unavailable(`ocserv is not started on ${this.serverId}`);
-    const scope = this.scope;
+    const sup = this.supervisor;
+    if (!sup) throw unavailable(`ocserv is not started on ${this.serverId}`);
+    const epoch = sup.epoch;
+    if (epoch === undefined) throw unavailable(`ocserv on ${this.serverId} is restarting`);
     const text = await this.showUsers();
+    // A run only begins once the supervisor saw the one before end, so an unchanged epoch
+    // means this answer came from that run.
+    if (sup.epoch !== epoch) throw unavailable(`ocserv on ${this.serverId} restarted during the poll`);
+    const scope = `${this.serverId}:${epoch}`;
     await this.foldEnded();
     return { kind: 'status-text', format: 'ocserv-json', texts: [{ scope, text }] };
   }
@@ -348,14 +401,16 @@ export class OcservPlugin implements ProtocolPluginInstance {
   }
 
   /** For tests and /health. */
-  describe(): { pid: number | undefined; runId: string; scope: string; restarts: number; occtlSocket: string; endedDir: string } {
-    return { pid: this.supervisor?.pid, runId: this.runId, scope: this.scope, restarts: this.supervisor?.restarts ?? 0, occtlSocket: this.paths.occtlSocket, endedDir: this.paths.ended };
+  describe(): { pid: number | undefined; epoch: string | undefined; adopted: boolean; scope: string; restarts: number; occtlSocket: string; endedDir: string } {
+    const sup = this.supervisor;
+    return { pid: sup?.pid, epoch: sup?.epoch, adopted: sup?.adopted ?? false, scope: this.scope, restarts: sup?.restarts ?? 0, occtlSocket: this.paths.occtlSocket, endedDir: this.paths.ended };
   }
 
   // ---- internals ----
 
+  /** `<serverId>:<epoch>`; ends in `:` (matching no key) while no run is known. */
   private get scope(): string {
-    return `${this.serverId}:${this.runId}`;
+    return `${this.serverId}:${this.supervisor?.epoch ?? ''}`;
   }
 
   private parseListeners(list: DesiredState['listeners']): { tcp: number; udp?: number } {
@@ -412,11 +467,6 @@ export class OcservPlugin implements ProtocolPluginInstance {
     await host.mkdirp(path.posix.dirname(this.paths.conf), 0o700);
     await host.mkdirp(path.posix.dirname(this.paths.socket), 0o755);
     await host.mkdirp(this.paths.ended, 0o700);
-    if (!this.perUserCleared) {
-      // Files of users dropped while the panel was down must not linger.
-      await host.remove(this.paths.perUser);
-      this.perUserCleared = true;
-    }
     await host.mkdirp(this.paths.perUser, 0o755);
   }
 
@@ -441,6 +491,17 @@ export class OcservPlugin implements ProtocolPluginInstance {
   private async writePerUser(users: ReadonlyArray<{ username: string; maxSameClients?: number }>): Promise<boolean> {
     const { host } = this.ctx;
     let changed = false;
+    if (!this.perUserCleared) {
+      // Files of users dropped while the panel was down must not linger. One by one, not the
+      // whole directory: an adopted ocserv reads it at every login.
+      const wanted = new Set(users.map((u) => u.username));
+      const r = await host.run(['find', this.paths.perUser, '-mindepth', '1', '-maxdepth', '1', '-printf', '%f\\n'], { timeoutMs: this.config.commandTimeoutMs });
+      if (r.code !== 0) throw unavailable(`listing ${this.paths.perUser} on ${this.serverId} failed: ${r.stderr.trim().slice(0, 200)}`);
+      for (const name of r.stdout.split('\n')) {
+        if (name && !wanted.has(name)) await host.remove(path.posix.join(this.paths.perUser, name));
+      }
+      this.perUserCleared = true;
+    }
     const next = new Map<string, string>();
     for (const u of users) {
       const text = renderPerUserConfig(u.maxSameClients !== undefined ? { maxSameClients: u.maxSameClients } : {});
@@ -464,22 +525,49 @@ export class OcservPlugin implements ProtocolPluginInstance {
     const { host } = this.ctx;
     const supervisor = new ProcessSupervisor({
       host,
-      argv: [this.config.ocservPath, '-f', '-c', this.paths.conf],
+      // -f: ocserv stays in the foreground, so the wrapper's child is its main process.
+      argv: ['sh', this.paths.runWrapper, this.config.ocservPath, '-f', '-c', this.paths.conf],
       name: `ocserv ${this.serverId}`,
       logger: this.ctx.logger.child({ plugin: 'ocserv' }),
       initialBackoffMs: this.config.restartInitialMs,
       maxBackoffMs: this.config.restartMaxMs,
+      startTimeoutMs: this.config.startTimeoutMs,
+      detached: { pidFile: this.paths.runPid, logFile: this.paths.log },
+      // Not run when a live ocserv is adopted: its sockets are in use.
       beforeStart: async () => {
-        // A new run id per start: session IDs of different runs never share a key, and the
-        // disconnect script names its records with the run they belong to.
-        this.runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-        await host.writeFileAtomic(this.paths.script, renderDisconnectScript({ endedDir: this.paths.ended, runId: this.runId }), 0o700);
+        await this.endLeftover();
         await host.writeFileAtomic(this.paths.conf, this.confText, 0o600);
         await host.remove(this.paths.occtlSocket);
       },
     });
     this.supervisor = supervisor;
     supervisor.start();
+  }
+
+  /**
+   * Ends an ocserv of this state directory that no keeper run accounts for (its wrapper was
+   * killed, or it runs an older argv), found by the pid file ocserv itself writes: it would
+   * hold the ports and sockets the next run needs. SIGTERM, so it records its sessions, then
+   * SIGKILL; bounded.
+   */
+  private async endLeftover(): Promise<void> {
+    const { host } = this.ctx;
+    const text = (await host.readFile(this.paths.pid).catch(() => null))?.toString('utf8').trim();
+    if (!text || !/^\d{1,10}$/.test(text)) return;
+    const alive = async (): Promise<boolean> => {
+      const r = await host.run(['cat', `/proc/${text}/stat`], { timeoutMs: this.config.commandTimeoutMs });
+      // ocserv names its main process ocserv-main; anything else now holding that pid is not ours.
+      return r.code === 0 && /^\d+ \(ocserv-main\) [^Z]/.test(r.stdout);
+    };
+    if (!(await alive())) return;
+    this.ctx.logger.warn({ pid: Number(text) }, 'ending an ocserv no supervisor accounts for');
+    await host.run(['kill', '-s', 'TERM', '--', text], { timeoutMs: this.config.commandTimeoutMs });
+    const end = Date.now() + 10_000;
+    while (Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (!(await alive())) return;
+    }
+    await host.run(['kill', '-s', 'KILL', '--', text], { timeoutMs: this.config.commandTimeoutMs });
   }
 
   /** Until `occtl show status` answers (bounded by startTimeoutMs, real time). */

@@ -12,7 +12,8 @@ const PATH_RE = /^\/[A-Za-z0-9._+@:/-]{1,4000}$/;
 const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 const NAME_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const DEVICE_RE = /^[a-zA-Z][a-zA-Z0-9]{0,9}$/;
-const RUN_ID_RE = /^[a-z0-9]{4,32}$/;
+/** A run: `<pid>.<start time>` (the supervisor's epoch), or a random id of the versions before it. */
+const RUN_ID_RE = /^(?:\d{1,10}\.\d{1,20}|[a-z0-9]{4,32})$/;
 
 function check(ok: boolean, what: string, value: unknown): void {
   if (!ok) throw invalid(`${what} is invalid: ${JSON.stringify(value)}`);
@@ -167,19 +168,55 @@ export function renderPerUserConfig(options: { maxSameClients?: number }): strin
 }
 
 /**
+ * The program the keeper runs for ocserv: it starts ocserv (`"$@"`) as its child and stays
+ * until it exits, passing on SIGTERM/SIGINT/SIGHUP. Why a wrapper at all: ocserv rewrites its
+ * own command line (setproctitle: `/proc/<pid>/cmdline` reads `ocserv`), and the keeper
+ * recognises a run to adopt by its argv, which the wrapper's stays. It also names the run the
+ * way the supervisor does (`<pid>.<start time>` of itself, the keeper's child) in
+ * `POLYGATE_OCSERV_RUN`; ocserv hands its environment to the disconnect script, so every record
+ * carries the run its session belonged to, even one written by an ocserv left behind.
+ */
+export function renderRunWrapper(): string {
+  return [
+    '#!/bin/sh',
+    '# Written by polygate: runs ocserv (the arguments) as a child and waits for it.',
+    // A function has its own positional parameters, so `set --` leaves ocserv's argv alone.
+    'run_id() { s=$(cat "/proc/$$/stat") || return 1; set -- ${s##*) }; echo "$$.${20}"; }',
+    'POLYGATE_OCSERV_RUN=$(run_id) || exit 70',
+    'export POLYGATE_OCSERV_RUN',
+    'child=',
+    'trap \'stop=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null\' TERM INT HUP',
+    '"$@" &',
+    'child=$!',
+    '[ -n "$stop" ] && kill -TERM "$child" 2>/dev/null',
+    // A trapped signal interrupts wait (status > 128) while ocserv still shuts down: wait again.
+    // A second wait on a pid that is no longer our child returns 127, so this never spins.
+    'while :; do',
+    '  wait "$child"; rc=$?',
+    '  if [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi',
+    '  exit "$rc"',
+    'done',
+    '',
+  ].join('\n');
+}
+
+/**
  * The `disconnect-script`: ocserv runs it (as root, from its main process) when a session
  * ends, with the final counters in its environment. It writes one record per session into
- * `endedDir`, atomically (temporary file, then rename), named `<runId>-<ID>.rec`. Only ocserv's
- * own variables are written, one per line, and only after checking they are what ocserv
- * puts there; the username was validated when the password file was written.
+ * `endedDir`, atomically (temporary file, then rename), named `<run>-<ID>.rec`, where the run
+ * is `POLYGATE_OCSERV_RUN` from the wrapper (see `renderRunWrapper`): the same epoch the
+ * plugin puts in the keys of the sessions it polls. Only ocserv's own variables are written,
+ * one per line, and only after checking they are what ocserv puts there; the username was
+ * validated when the password file was written.
  */
-export function renderDisconnectScript(options: { endedDir: string; runId: string }): string {
+export function renderDisconnectScript(options: { endedDir: string }): string {
   const dir = path(options.endedDir, 'endedDir');
-  check(RUN_ID_RE.test(options.runId), 'runId', options.runId);
   return [
     '#!/bin/sh',
     '# Written by polygate: records the final counters of an ended ocserv session.',
-    `run=${options.runId}`,
+    'run=$POLYGATE_OCSERV_RUN',
+    // Without the run its key would match no polled session and its bytes would count twice.
+    'case "$run" in ""|*[!0-9.]*|.*|*.|*.*.*) exit 0 ;; *.*) ;; *) exit 0 ;; esac',
     'case "$ID" in ""|*[!0-9]*) exit 0 ;; esac',
     'case "$STATS_BYTES_IN" in ""|*[!0-9]*) exit 0 ;; esac',
     'case "$STATS_BYTES_OUT" in ""|*[!0-9]*) exit 0 ;; esac',
@@ -216,8 +253,8 @@ export function parseEndedRecord(text: string): EndedRecord | null {
   return { runId: runId!, id: id!, username: username!, rxBytes, txBytes, durationSec: counter(duration) ?? 0, remoteAddress: remote ?? '', reason: reason ?? '' };
 }
 
-/** Record file names the plugin reads (`<runId>-<ID>.rec`). */
-export const ENDED_RECORD_RE = /^[a-z0-9]{4,32}-\d{1,15}\.rec$/;
+/** Record file names the plugin reads (`<run>-<ID>.rec`). */
+export const ENDED_RECORD_RE = /^(?:\d{1,10}\.\d{1,20}|[a-z0-9]{4,32})-\d{1,15}\.rec$/;
 
 /** `pin-sha256:<base64>` of the certificate's public key: what `openconnect --servercert` and AnyConnect pin. */
 export function certificatePin(certificatePem: string): string {

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { LocalHost } from '../../core/hosts/local-host';
 import { createPanelPki } from '../../core/pki';
 import type { DesiredUser, SessionEnded } from '../../core/plugin/types';
-import ocservPlugin, { renderDisconnectScript, type OcservPlugin } from '../../plugins/ocserv';
+import ocservPlugin, { renderDisconnectScript, renderRunWrapper, type OcservPlugin } from '../../plugins/ocserv';
 import { parseEndedRecord } from '../../plugins/ocserv/render';
 import { startOcClient, type OcTestClient } from '../fixtures/ocserv/oc-client';
 import { requirePrerequisite } from '../helpers/prereq';
@@ -172,7 +172,10 @@ describe('ocserv conformance lab', () => {
       instance = makeInstance({}, `${lab.dir}/oc-${randomBytes(3).toString('hex')}`);
       await instance.apply({ users, listeners, settings: {} });
       const before = instance.describe();
-      process.kill(before.pid!, 'SIGKILL');
+      // ocserv's main process (the child of the keeper's wrapper, whose pid the supervisor has).
+      const ocservPid = Number((await fs.readFile(instance.paths.pid, 'utf8')).trim());
+      expect(ocservPid).to.not.equal(before.pid);
+      process.kill(ocservPid, 'SIGKILL');
       await until(() => instance!.describe().pid !== undefined && instance!.describe().pid !== before.pid, 'ocserv to be restarted', 15_000, 100);
       await until(async () => (await instance!.pollSessions().then(() => true, () => false)), 'occtl to answer again', 15_000, 200);
       expect(instance.describe().scope).to.not.equal(before.scope);
@@ -181,18 +184,45 @@ describe('ocserv conformance lab', () => {
   });
 });
 
-describe('ocserv disconnect script (run by /bin/sh with ocserv\'s environment)', () => {
-  it('writes one record the plugin reads back, and nothing for a malformed environment', async () => {
+describe('ocserv disconnect script (run by /bin/sh with ocserv\'s environment, under the run wrapper)', () => {
+  it('writes one record named with the wrapper\'s epoch, which the plugin reads back, and nothing for a malformed environment', async () => {
     const dir = `/tmp/pg-ocscript-${randomBytes(3).toString('hex')}`;
     await fs.mkdir(`${dir}/ended`, { recursive: true });
     try {
-      await fs.writeFile(`${dir}/d.sh`, renderDisconnectScript({ endedDir: `${dir}/ended`, runId: 'run1234' }), { mode: 0o700 });
+      await fs.writeFile(`${dir}/d.sh`, renderDisconnectScript({ endedDir: `${dir}/ended` }), { mode: 0o700 });
+      await fs.writeFile(`${dir}/run.sh`, renderRunWrapper(), { mode: 0o700 });
       const env = { PATH: process.env.PATH!, ID: '10407', USERNAME: 'alice', STATS_BYTES_IN: '206164', STATS_BYTES_OUT: '206468', STATS_DURATION: '19', IP_REAL: '10.99.77.2', REASON: 'disconnect' };
-      execFileSync(`${dir}/d.sh`, [], { env });
-      execFileSync(`${dir}/d.sh`, [], { env: { ...env, ID: '1;touch /tmp/x' } });
-      execFileSync(`${dir}/d.sh`, [], { env: { ...env, ID: '5', STATS_BYTES_IN: '' } });
-      expect(await fs.readdir(`${dir}/ended`)).to.deep.equal(['run1234-10407.rec']);
-      expect(parseEndedRecord(await fs.readFile(`${dir}/ended/run1234-10407.rec`, 'utf8'))).to.include({ id: '10407', username: 'alice', rxBytes: 206164, txBytes: 206468 });
+      // The wrapper as the keeper runs it, with the script standing in for ocserv: it prints the
+      // epoch the supervisor would compute for the wrapper's pid, then the record is written.
+      const out = execFileSync('sh', [`${dir}/run.sh`, 'sh', '-c', `echo "$POLYGATE_OCSERV_RUN $PPID $(cut -d' ' -f22 /proc/$PPID/stat)"; exec "$0"`, `${dir}/d.sh`], { env }).toString().trim();
+      const [run, wrapperPid, wrapperStart] = out.split(' ');
+      expect(run).to.equal(`${wrapperPid}.${wrapperStart}`);
+      execFileSync(`${dir}/d.sh`, [], { env: { ...env, POLYGATE_OCSERV_RUN: run!, ID: '1;touch /tmp/x' } });
+      execFileSync(`${dir}/d.sh`, [], { env: { ...env, POLYGATE_OCSERV_RUN: run!, ID: '5', STATS_BYTES_IN: '' } });
+      execFileSync(`${dir}/d.sh`, [], { env: { ...env, ID: '6' } });
+      execFileSync(`${dir}/d.sh`, [], { env: { ...env, ID: '8', POLYGATE_OCSERV_RUN: '1.2;touch /tmp/x' } });
+      expect(await fs.readdir(`${dir}/ended`)).to.deep.equal([`${run}-10407.rec`]);
+      expect(parseEndedRecord(await fs.readFile(`${dir}/ended/${run}-10407.rec`, 'utf8'))).to.include({ runId: run, id: '10407', username: 'alice', rxBytes: 206164, txBytes: 206468 });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the wrapper passes SIGTERM on to its child and exits with the child\'s status', async () => {
+    const dir = `/tmp/pg-ocwrap-${randomBytes(3).toString('hex')}`;
+    await fs.mkdir(dir, { recursive: true });
+    try {
+      await fs.writeFile(`${dir}/run.sh`, renderRunWrapper(), { mode: 0o700 });
+      const child = spawn('sh', [`${dir}/run.sh`, 'sh', '-c', `trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done`], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      await until(() => out.includes('ready'), 'the child to start', 5_000, 20);
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      expect(await exited).to.equal(7);
+      clearTimeout(timer);
+      expect(out).to.include('got-term');
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

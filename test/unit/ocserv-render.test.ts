@@ -13,6 +13,7 @@ import {
   renderDisconnectScript,
   renderPasswordFile,
   renderPerUserConfig,
+  renderRunWrapper,
   renderServerConfig,
   type OcservConfigInput,
 } from '../../plugins/ocserv/render';
@@ -220,10 +221,24 @@ describe('ocserv: status and records from real output', () => {
     expect(parseEndedRecord('v1\nabcd1234\n10407\n')).to.equal(null);
   });
 
-  it('the disconnect script names the run, checks ocserv\'s numbers and writes atomically', () => {
-    const s = renderDisconnectScript({ endedDir: '/var/lib/pg/ocserv/ended', runId: 'abcd1234' });
-    expect(s).to.match(/^#!\/bin\/sh\n/).and.match(/^run=abcd1234$/m).and.match(/mv -f "\$tmp" "\/var\/lib\/pg\/ocserv\/ended\/\$run-\$ID\.rec"/);
-    expectInvalid(() => renderDisconnectScript({ endedDir: '/x', runId: 'a;rm' }), /runId/);
+  it('the disconnect script takes the run from ocserv\'s environment, checks ocserv\'s numbers and writes atomically', () => {
+    const s = renderDisconnectScript({ endedDir: '/var/lib/pg/ocserv/ended' });
+    expect(s).to.match(/^#!\/bin\/sh\n/).and.match(/^run=\$POLYGATE_OCSERV_RUN$/m).and.match(/mv -f "\$tmp" "\/var\/lib\/pg\/ocserv\/ended\/\$run-\$ID\.rec"/);
+    expectInvalid(() => renderDisconnectScript({ endedDir: '/x;rm' }), /endedDir/);
+  });
+
+  it('records of a run are named with its epoch (<pid>.<start time>); those of older versions (random ids) still read', () => {
+    expect(ENDED_RECORD_RE.test('4242.1771-10407.rec')).to.equal(true);
+    expect(ENDED_RECORD_RE.test('abcd1234-10407.rec')).to.equal(true);
+    expect(ENDED_RECORD_RE.test('4242.-10407.rec')).to.equal(false);
+    expect(ENDED_RECORD_RE.test('.tmp-4242.1771-10407')).to.equal(false);
+    expect(parseEndedRecord(['v1', '4242.1771', '7', 'alice', '1', '2', '3', '10.0.0.2', 'disconnect', ''].join('\n'))).to.include({ runId: '4242.1771', id: '7' });
+    expect(parseEndedRecord(['v1', '4242.17.71', '7', 'alice', '1', '2', '3', '10.0.0.2', 'disconnect', ''].join('\n'))).to.equal(null);
+  });
+
+  it('the run wrapper keeps ocserv as its child and hands it the run\'s epoch', () => {
+    const w = renderRunWrapper();
+    expect(w).to.match(/^#!\/bin\/sh\n/).and.include('"$@" &').and.include('export POLYGATE_OCSERV_RUN').and.match(/trap .*kill -TERM "\$child".* TERM INT HUP/);
   });
 
   it('the certificate pin equals openssl\'s for the captured server certificate', () => {
