@@ -108,4 +108,38 @@ describe('WireGuard peer ledger: peers → sessions for the accounting parser', 
     const gone = ledger.observe(SERVER.split('\n').filter((l) => !l.startsWith('rHJ5')).join('\n'), CAPTURED_AT);
     expect(gone.ended.map((e) => [e.reason, e.rx])).to.deep.equal([['peer-gone', 22004]]);
   });
+  it('a ledger restored from its snapshot (a panel that adopted the interface) hands over the same keys and counters', () => {
+    const first = new PeerLedger('wg:pgwg0:41.900');
+    first.observe(SERVER, CAPTURED_AT);
+    // Alice's first period ends idle and a second one opens above zero: the dump alone cannot say where it began.
+    first.observe(withAlice(22100, 22000), HANDSHAKE + 180);
+    const open = first.observe(withAlice(23100, 22500, HANDSHAKE + 600), HANDSHAKE + 601);
+    expect(first.dirty, 'a period opened: the snapshot must be written').to.equal(true);
+    const snapshot = JSON.parse(JSON.stringify(first.snapshot())) as unknown;
+    expect(first.dirty).to.equal(false);
+    expect(first.observe(withAlice(23200, 22600, HANDSHAKE + 600), HANDSHAKE + 602).ended, 'counters alone change nothing to keep').to.deep.equal([]);
+    expect(first.dirty).to.equal(false);
+
+    const restored = PeerLedger.restore(snapshot, 'wg:pgwg0:41.900')!;
+    expect(restored).to.not.equal(null);
+    const again = restored.observe(withAlice(23200, 22600, HANDSHAKE + 600), HANDSHAKE + 602);
+    expect(sessionsOf(again.text).sessions.map((x) => [x.id, x.rxBytes, x.txBytes])).to.deep.equal([[`3:${ALICE}`, 1100, 600]]);
+    expect(sessionsOf(open.text).sessions[0]!.id).to.equal(`3:${ALICE}`);
+    // A period that began later never reuses a number a reported key had.
+    expect(restored.takeEnded(ALICE, 'removed')).to.include({ sessionKey: `wg:pgwg0:41.900:3:${ALICE}`, rx: 1100, tx: 600 });
+    const readded = restored.observe(withAlice(10, 10), CAPTURED_AT);
+    expect(sessionsOf(readded.text).sessions.map((x) => x.id)).to.deep.equal([`5:${ALICE}`]);
+  });
+
+  it('a snapshot of another daemon run, or a damaged one, restores nothing (a new run counts from zero)', () => {
+    const ledger = new PeerLedger('wg:pgwg0:41.900');
+    ledger.observe(SERVER, CAPTURED_AT);
+    const snapshot = ledger.snapshot();
+    expect(PeerLedger.restore(snapshot, 'wg:pgwg0:42.1000')).to.equal(null);
+    expect(PeerLedger.restore(null, 'wg:pgwg0:41.900')).to.equal(null);
+    expect(PeerLedger.restore({ ...snapshot, nextPeriod: -1 }, 'wg:pgwg0:41.900')).to.equal(null);
+    expect(PeerLedger.restore({ ...snapshot, peers: { [ALICE]: [1, true, true, 'x', 0, 0, 0, ''] } }, 'wg:pgwg0:41.900')).to.equal(null);
+    expect(PeerLedger.restore({ ...snapshot, peers: { [ALICE]: [9, true, true, 0, 0, 0, 0, ''] } }, 'wg:pgwg0:41.900'), 'a period beyond nextPeriod').to.equal(null);
+    expect(Object.keys(snapshot.peers), 'peers whose period nobody saw are not kept').to.deep.equal([ALICE]);
+  });
 });
