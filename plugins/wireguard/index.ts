@@ -519,9 +519,17 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     } else {
       // The kernel keeps the interface without any process: one that exists is adopted. Its
       // ifindex names the run (a re-created interface gets a new one).
-      if (!(await host.exists(`/sys/class/net/${iface.name}/ifindex`))) await this.ip(['link', 'add', iface.name, 'type', 'wireguard']);
-      const ifindex = (await host.readFile(`/sys/class/net/${iface.name}/ifindex`)).toString('utf8').trim();
-      if (!/^\d{1,10}$/.test(ifindex)) throw unavailable(`${iface.name}: unreadable ifindex`);
+      // Read by a program on the host, so the interface is looked for in the host's own network namespace.
+      const ifindexOf = async () => {
+        const r = await host.run(['cat', `/sys/class/net/${iface.name}/ifindex`], { timeoutMs: 15_000 });
+        return r.code === 0 && /^\d{1,10}\n?$/.test(r.stdout) ? r.stdout.trim() : null;
+      };
+      let ifindex = await ifindexOf();
+      if (ifindex === null) {
+        await this.ip(['link', 'add', iface.name, 'type', 'wireguard']);
+        ifindex = await ifindexOf();
+      }
+      if (ifindex === null) throw unavailable(`${iface.name}: no ifindex after creating it`);
       epoch = `k${ifindex}`;
     }
     const keys = await this.ensureServerKeys();
