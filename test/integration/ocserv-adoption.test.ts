@@ -22,7 +22,8 @@ import { NetLab, until, vpnLabMissing } from '../helpers/vpn-lab';
  * (the disconnect script) that the next instance reports through sessionEnded once, with the key
  * the session had in polls and its final counters, and deletes only after. (c) ocserv killed from
  * outside is restarted by the adopting instance under a new epoch, and logins work again.
- * (d) stop() of the adopting instance ends ocserv. Skips (printing why) without root or binaries.
+ * (d) stop() of the adopting instance ends ocserv. (e) An instance applying another configuration
+ * than the one ocserv left running serves restarts it with the applied one. Skips (printing why) without root or binaries.
  */
 
 const SERVER_IP = '10.99.97.1';
@@ -212,5 +213,26 @@ describe('ocserv plugin: detach, adoption and durable ended sessions (integratio
     await b.stop();
     expect(await alive(wrapperPid)).to.equal(false);
     expect(await alive(ocservPid)).to.equal(false);
+  });
+
+  it('(e) an instance whose configuration differs from the one ocserv left running serves restarts it with the applied one (a requested restart: no crash counted)', async () => {
+    const c = instance(async () => undefined);
+    await c.apply(state());
+    await remember(c);
+    const left = c.describe();
+    await c.detach();
+    const d = instance(async () => undefined);
+    await d.apply({ ...state(), listeners: [{ port: 8443, protocol: 'tcp' }] });
+    await remember(d);
+    const now = d.describe();
+    expect(await alive(left.pid!)).to.equal(false);
+    expect(now.pid).to.not.equal(left.pid);
+    expect(now.epoch).to.not.equal(left.epoch);
+    expect(now.restarts, 'a requested restart, not a crash').to.equal(0);
+    expect(await fs.readFile(d.paths.conf, 'utf8')).to.match(/^tcp-port = 8443$/m);
+    const listening = (await server.run(['ss', '-Hltn', 'sport = :8443'], { timeoutMs: 5_000 })).stdout;
+    expect(listening).to.include(':8443');
+    await d.stop();
+    expect(await alive(now.pid!)).to.equal(false);
   });
 });
