@@ -207,12 +207,19 @@ describe('ocserv plugin: detach, adoption and durable ended sessions (integratio
     expect(sessions[0]!.key.startsWith(`main:${now.epoch}:`)).to.equal(true);
   });
 
-  it('(d) stop() of the adopting instance ends ocserv', async () => {
-    const wrapperPid = b.describe().pid!;
+  it('(d) stop() of the adopting instance ends ocserv with SIGTERM passed on by the wrapper, so carol\'s session is recorded and reported', async () => {
+    const { pid: wrapperPid, epoch } = b.describe();
     const ocservPid = await ocservPidOf(b);
+    const reported = endedB.length;
+    const started = Date.now();
     await b.stop();
-    expect(await alive(wrapperPid)).to.equal(false);
+    // Well under the supervisor's 10 s before SIGKILL: ocserv itself got the SIGTERM.
+    expect(Date.now() - started).to.be.below(8_000);
+    expect(await alive(wrapperPid!)).to.equal(false);
     expect(await alive(ocservPid)).to.equal(false);
+    const carol = endedB.slice(reported);
+    expect(carol.map((e) => e.session.username)).to.deep.equal(['ad_carol']);
+    expect(carol[0]!.session.sessionKey.startsWith(`main:${epoch}:`)).to.equal(true);
   });
 
   it('(e) an instance whose configuration differs from the one ocserv left running serves restarts it with the applied one (a requested restart: no crash counted)', async () => {
