@@ -25,8 +25,33 @@ import { bench, median, progress } from './report';
  */
 const PEERS = 10_000;
 const ROUNDS = 9;
+/** The whole bench takes about 10 s; past this it fails naming the step it was in, never hangs `npm run bench`. */
+const BENCH_LIMIT_MS = 300_000;
+
+/** `p`, or a rejection naming `what` after `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`WireGuard bench: no progress within ${ms} ms (at: ${what()})`)), ms);
+  });
+  try {
+    return await Promise.race([p, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export async function runWireGuardBench(): Promise<void> {
+  let step = 'starting';
+  // Rounds only set the step (named if the limit is hit); other steps are printed too.
+  const report = (text: string, quiet = false) => {
+    step = text;
+    if (!quiet) progress(`wireguard: ${text}`);
+  };
+  await within(measure(report), BENCH_LIMIT_MS, () => step);
+}
+
+async function measure(report: (text: string, quiet?: boolean) => void): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the WireGuard bench needs root (a network namespace)');
   const suffix = randomBytes(3).toString('hex');
   const ns = `pg-wgbench-${suffix}`;
@@ -49,7 +74,7 @@ export async function runWireGuardBench(): Promise<void> {
       authorize: async () => ({ allowed: true }),
       sessionEnded: () => Promise.resolve(),
     }) as WireGuardPlugin;
-    progress(`wireguard: generating ${PEERS + ROUNDS} users`);
+    report(`generating ${PEERS + ROUNDS} users`);
     const users: DesiredUser[] = [];
     for (let i = 0; i < PEERS + ROUNDS; i++) {
       const host = i + 2;
@@ -57,6 +82,7 @@ export async function runWireGuardBench(): Promise<void> {
     }
     const base = users.slice(0, PEERS);
     const state = (list: readonly DesiredUser[]): DesiredState => ({ users: list, listeners: [{ port: 51820, protocol: 'udp' }], settings: {} });
+    report(`first apply of ${PEERS} peers`);
     let t0 = performance.now();
     await plugin.apply(state(base));
     progress(`wireguard: first apply of ${PEERS} peers (interface start + psk store + addconf) ${(performance.now() - t0).toFixed(0)} ms`);
@@ -69,6 +95,7 @@ export async function runWireGuardBench(): Promise<void> {
     const one: number[] = [];
     const fullFile = `${dir}/full.conf`;
     for (let r = 0; r < ROUNDS; r++) {
+      report(`full rewrite vs one added user, round ${r + 1}/${ROUNDS}`, true);
       const extra = users[PEERS + r]!;
       const withExtra = [...base, extra];
       t0 = performance.now();
@@ -101,6 +128,7 @@ export async function runWireGuardBench(): Promise<void> {
     // Every peer online: the dump as the interface prints it, with each handshake set to now.
     const online = (dump: string) => dump.replace(/^([^\t\n]+\t[^\t\n]+\t[^\t\n]+\t[^\t\n]+\t)0\t/gm, `$1${nowSec()}\t`);
     for (let r = 0; r < ROUNDS + 2; r++) {
+      report(`poll vs bare dump, round ${r + 1}/${ROUNDS + 2}`, true);
       t0 = performance.now();
       const b = await host.run(['wg', 'show', iface, 'dump']);
       const bareMs = performance.now() - t0;
@@ -128,7 +156,22 @@ export async function runWireGuardBench(): Promise<void> {
     bench('wireguard.poll_ms', pollMs, 'ms');
     bench('wireguard.poll_vs_dump', pollMs / bareMs, 'x');
   } finally {
-    await plugin?.stop().catch(() => undefined);
+    report('stopping wireguard-go and removing the namespace');
+    // Bounded: a stop that cannot finish must not keep the namespace (and the bench) around.
+    await within(plugin?.stop() ?? Promise.resolve(), 30_000, () => 'plugin.stop()').catch((e: Error) => progress(e.message));
+    // wireguard-go runs detached (its host keeps it): whatever still runs in the bench's own
+    // namespace after a failed stop is ended by pid, or it would keep the namespace alive.
+    try {
+      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { timeout: 10_000 }).toString().split(/\s+/).filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    } catch {
+      /* no namespace */
+    }
     try {
       execFileSync('ip', ['netns', 'del', ns]);
     } catch {
