@@ -297,10 +297,66 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
     if (add.length) await this.addPeers(iface, add);
   }
 
+  /** Ends every interface, also those a previous instance left running that this one never adopted. */
   stop(): Promise<void> {
     return this.lock.run(async () => {
-      for (const iface of [...this.ifaces.values()]) await this.stopIface(iface, 'server-stopped');
+      const names = new Set<string>();
+      for (const iface of [...this.ifaces.values()]) {
+        names.add(iface.name);
+        await this.stopIface(iface, 'server-stopped');
+      }
+      if (await this.useKernel()) return;
+      await this.stopLeftRuns(names);
     });
+  }
+
+  /**
+   * wireguard-go runs a detached earlier instance left (pid files under the run dir) and this
+   * one did not take over: the protocol or node is being removed after a panel restart. Their
+   * open periods are reported ended (keys from the kept ledger) before the daemon goes.
+   */
+  private async stopLeftRuns(done: ReadonlySet<string>): Promise<void> {
+    const listing = await this.ctx.host.run(['ls', '-1', '--', this.paths.runDir], { timeoutMs: 15_000 }).catch(() => null);
+    if (!listing || listing.code !== 0) return;
+    const pidName = new RegExp(`^(${this.config.interfacePrefix}\\d{1,4})\\.pid$`);
+    for (const file of listing.stdout.split('\n')) {
+      const name = pidName.exec(file.trim())?.[1];
+      if (!name || done.has(name)) continue;
+      const index = Number(name.slice(this.config.interfacePrefix.length));
+      const iface: Iface = { name, index, port: 0, supervisor: null, ready: false, spawns: 0, ledger: new PeerLedger(`wg:${name}:0`), peers: new Map(), cut: new Set(), fullSync: false };
+      // A supervisor that only adopts: it is never allowed to start a run of its own.
+      let settle!: (adopted: boolean) => void;
+      const found = new Promise<boolean>((resolve) => (settle = resolve));
+      const supervisor = new ProcessSupervisor({
+        host: this.ctx.host,
+        argv: [this.config.wireguardGoPath, '-f', name],
+        name: `wireguard-go ${name}`,
+        detached: { pidFile: path.posix.join(this.paths.runDir, `${name}.pid`), logFile: path.posix.join(this.paths.runDir, `${name}.log`) },
+        beforeStart: async () => {
+          settle(false);
+          throw new Error('not started: only a run left by an earlier instance is ended');
+        },
+      });
+      supervisor.once('spawn', () => settle(true));
+      supervisor.start();
+      const timer = setTimeout(() => settle(false), 20_000);
+      const adopted = await found;
+      clearTimeout(timer);
+      if (adopted && supervisor.epoch) {
+        try {
+          const scope = `wg:${name}:${supervisor.epoch}`;
+          const snapshot = await this.ctx.host.readFile(this.ledgerPath(iface)).then((b) => JSON.parse(b.toString('utf8')) as unknown, () => null);
+          iface.ledger = PeerLedger.restore(snapshot, scope, this.config.onlineWindowSec) ?? new PeerLedger(scope, this.config.onlineWindowSec);
+          await this.observe(iface);
+          await Promise.all(iface.ledger.endAll('server-stopped').map((e) => this.report(e, this.usernameOf(iface, e.publicKey))));
+        } catch (e) {
+          this.ctx.logger.warn({ interface: name, err: (e as Error).message }, 'could not read final counters before stopping');
+        }
+        this.ctx.logger.info({ interface: name, pid: supervisor.pid }, 'ending a wireguard-go an earlier instance left running');
+      }
+      await supervisor.stop();
+      await this.ctx.host.remove(this.ledgerPath(iface)).catch(() => undefined);
+    }
   }
 
   /**

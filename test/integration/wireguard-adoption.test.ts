@@ -21,7 +21,8 @@ import { NetLab, ping, until, vpnLabMissing } from '../helpers/vpn-lab';
  * applies a changed state by adding and removing only the differing peers. wireguard-go killed
  * from outside is restarted by that instance, the open session ends with the counters read
  * last, and after the client's new handshake its session carries the new run's epoch with
- * counters from zero. stop() ends the daemon and removes the interface. Skips (printing why)
+ * counters from zero. stop() ends the daemon and removes the interface, also stop() by an
+ * instance that never applied, of a daemon an earlier instance left running. Skips (printing why)
  * without root or binaries.
  */
 
@@ -160,5 +161,16 @@ describe('WireGuard daemons outlive the panel (real wireguard-go in namespaces)'
     expect(await alive(pid)).to.equal(false);
     expect((await server.run(['ip', 'link', 'show', ifaceName()])).code, 'interface gone').to.not.equal(0);
     expect(existsSync(`/var/run/wireguard/${ifaceName()}.sock`), 'socket gone').to.equal(false);
+  });
+  it('stop() by an instance that never applied ends a wireguard-go an earlier instance left running', async () => {
+    const d = create();
+    await d.apply(state([users[0]!]));
+    const pid = d.describe()[0]!.pid!;
+    await d.detach();
+    expect(await alive(pid)).to.equal(true);
+    const e = create();
+    await e.stop();
+    expect(await alive(pid), 'the left daemon was ended').to.equal(false);
+    expect((await server.run(['ip', 'link', 'show', ifaceName()])).code, 'interface gone').to.not.equal(0);
   });
 });
