@@ -142,6 +142,20 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 export const ONLINE_WINDOW_SEC = 180;
 
 /**
+ * `wg show <if> dump` reduced on the host to the interface line and the peers whose last
+ * handshake is younger than `$4` seconds, so a node's poll costs its online peers, not every
+ * user (1000 offline peers were ~120 KB per tick over SSH). No data moves later than
+ * REJECT_AFTER_TIME after a handshake, so with `$4` well above the online window a peer leaving
+ * it is still listed, idle, with its final counters. Arguments: wg path, interface, keep seconds.
+ * Exits 3 when wg printed nothing (it failed), so a failure never reads as "no peers".
+ */
+export const RECENT_DUMP_SCRIPT = `now=$(date +%s) || exit 1
+"$1" show "$2" dump | awk -F '\t' -v now="$now" -v keep="$3" 'NR == 1 || ($5 > 0 && now - $5 < keep) { print } END { if (NR == 0) exit 3 }'`;
+
+/** How far beyond the online window a partial dump still lists a peer: several missed polls. */
+export const RECENT_DUMP_MARGIN_SEC = 600;
+
+/**
  * The session bookkeeping of one interface run. `observe` every dump you read (polls and the
  * reads before removals); `takeEnded` before removing a peer.
  *
@@ -170,8 +184,13 @@ export class PeerLedger {
     return `${this.scope}:${period}:${publicKey}`;
   }
 
-  /** Feeds one `wg show <if> dump`. Peers missing from it are ended and forgotten. */
-  observe(dumpText: string, nowSec: number): LedgerObservation {
+  /**
+   * Feeds one `wg show <if> dump`. Peers missing from a full dump are ended and forgotten. A
+   * `partial` dump lists only peers with a recent handshake (see `RECENT_DUMP_SCRIPT`): a peer
+   * missing from it is idle, not gone, and keeps its counters; an open period it had ends with
+   * the counters read last (it left the window without being seen idle: polls were missed).
+   */
+  observe(dumpText: string, nowSec: number, options: { partial?: boolean } = {}): LedgerObservation {
     // Hand-rolled field scanning: this runs every tick over every peer (10,000 lines in a few ms).
     const ended: EndedPeriod[] = [];
     let out = '';
@@ -257,6 +276,13 @@ export class PeerLedger {
     }
     for (const [publicKey, t] of this.peers) {
       if (seen.has(publicKey)) continue;
+      if (options.partial) {
+        if (t.open) {
+          ended.push(this.endedOf(publicKey, t, 'idle'));
+          this.closeAt(t);
+        }
+        continue;
+      }
       if (t.open) ended.push(this.endedOf(publicKey, t, 'peer-gone'));
       if (mattersAfterRestart(t)) this.dirty = true;
       this.peers.delete(publicKey);

@@ -30,7 +30,7 @@ import {
   type ProtocolPluginInstance,
   type SessionPoll,
 } from '../../core';
-import { ONLINE_WINDOW_SEC, parseDump, PeerLedger, type EndedPeriod } from './dump';
+import { ONLINE_WINDOW_SEC, parseDump, PeerLedger, RECENT_DUMP_MARGIN_SEC, RECENT_DUMP_SCRIPT, type EndedPeriod } from './dump';
 import { assertWgKey, hostAddress, renderClientConfig, renderPeers, WG_KEY_PATTERN, type PeerEntry } from './render';
 import { uapiAddPeers, uapiRemovePeers, uapiRequest } from './uapi';
 
@@ -103,6 +103,12 @@ interface Iface {
   cut: Set<string>;
   /** A change failed half-way: compare the interface with the whole wanted set next time. */
   fullSync: boolean;
+  /**
+   * The next poll reads every peer, not only recent ones: after a start or an adoption (the
+   * ledger must see every counter once) and after a failed poll (a peer may have left the
+   * recent window meanwhile).
+   */
+  fullDumpDue?: boolean;
 }
 
 /**
@@ -347,7 +353,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
           const scope = `wg:${name}:${supervisor.epoch}`;
           const snapshot = await this.ctx.host.readFile(this.ledgerPath(iface)).then((b) => JSON.parse(b.toString('utf8')) as unknown, () => null);
           iface.ledger = PeerLedger.restore(snapshot, scope, this.config.onlineWindowSec) ?? new PeerLedger(scope, this.config.onlineWindowSec);
-          await this.observe(iface);
+          await this.observe(iface, { full: true });
           await Promise.all(iface.ledger.endAll('server-stopped').map((e) => this.report(e, this.usernameOf(iface, e.publicKey))));
         } catch (e) {
           this.ctx.logger.warn({ interface: name, err: (e as Error).message }, 'could not read final counters before stopping');
@@ -603,6 +609,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
       .catch(() => null);
     const restored = PeerLedger.restore(snapshot, scope, this.config.onlineWindowSec);
     iface.ledger = restored ?? new PeerLedger(scope, this.config.onlineWindowSec);
+    iface.fullDumpDue = true;
     iface.peers = new Map();
     for (const p of held.peers) {
       const address = /^(\d{1,3}(?:\.\d{1,3}){3})\/32$/.exec(p.allowedIps)?.[1] ?? '';
@@ -674,7 +681,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
 
   /** Reads the interface once, reports the final counters of the peers going, then removes them. */
   private async removePeers(iface: Iface, keys: readonly string[], reason: string): Promise<void> {
-    await this.observe(iface);
+    await this.observe(iface, { full: true });
     const reports: Array<Promise<void>> = [];
     for (const key of keys) {
       const ended = iface.ledger.takeEnded(key, reason);
@@ -696,11 +703,25 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   }
 
   /** One dump through the ledger; ended periods are reported, the online peers' text returned. */
-  private async observe(iface: Iface): Promise<string> {
-    const { stdout } = await this.wg(['show', iface.name, 'dump']);
+  private async observe(iface: Iface, options: { full?: boolean } = {}): Promise<string> {
+    const full = options.full === true || iface.fullDumpDue !== false;
+    let stdout: string;
+    try {
+      stdout = full
+        ? (await this.wg(['show', iface.name, 'dump'])).stdout
+        : (
+            await runChecked(this.ctx.host, ['sh', '-c', RECENT_DUMP_SCRIPT, 'polygate-wg-recent', this.config.wgPath, iface.name, String(this.config.onlineWindowSec + RECENT_DUMP_MARGIN_SEC)], {
+              timeoutMs: 60_000,
+            })
+          ).stdout;
+    } catch (err) {
+      iface.fullDumpDue = true;
+      throw err;
+    }
+    if (full) iface.fullDumpDue = false;
     // Handshake times in the dump are the host's wall clock, not domain time (which tests
     // freeze): a peer's age is judged against real time.
-    const seen = iface.ledger.observe(stdout, Math.floor(Date.now() / 1000));
+    const seen = iface.ledger.observe(stdout, Math.floor(Date.now() / 1000), { partial: !full });
     for (const e of seen.ended) void this.report(e, this.usernameOf(iface, e.publicKey));
     if (seen.malformed) this.ctx.logger.warn({ interface: iface.name, malformed: seen.malformed }, 'unexpected lines in wg show dump');
     return seen.text;
@@ -731,7 +752,7 @@ export class WireGuardPlugin implements ProtocolPluginInstance {
   private async stopIface(iface: Iface, reason: string): Promise<void> {
     if (iface.ready) {
       try {
-        await this.observe(iface);
+        await this.observe(iface, { full: true });
         await Promise.all(iface.ledger.endAll(reason).map((e) => this.report(e, this.usernameOf(iface, e.publicKey))));
       } catch (e) {
         this.ctx.logger.warn({ interface: iface.name, err: (e as Error).message }, 'could not read final counters before stopping');

@@ -142,4 +142,19 @@ describe('WireGuard peer ledger: peers → sessions for the accounting parser', 
     expect(PeerLedger.restore({ ...snapshot, peers: { [ALICE]: [9, true, true, 0, 0, 0, 0, ''] } }, 'wg:pgwg0:41.900'), 'a period beyond nextPeriod').to.equal(null);
     expect(Object.keys(snapshot.peers), 'peers whose period nobody saw are not kept').to.deep.equal([ALICE]);
   });
+  it('a partial dump (recent peers only) leaves absent peers idle, not gone: they keep their counters and come back in the same numbering', () => {
+    const ledger = new PeerLedger('wg:pgwg0:1');
+    ledger.observe(SERVER, CAPTURED_AT);
+    const onlyInterface = `${SERVER.split('\n')[0]}\n`;
+    // Alice is absent from a partial read only once her handshake left the recent window: her
+    // open period ends with the counters read last, nothing is forgotten.
+    const absent = ledger.observe(onlyInterface, HANDSHAKE + 900, { partial: true });
+    expect(absent.ended).to.deep.equal([{ sessionKey: `wg:pgwg0:1:1:${ALICE}`, publicKey: ALICE, remoteAddress: '10.99.77.2:35714', rx: 22004, tx: 21916, reason: 'idle' }]);
+    expect(ledger.observe(onlyInterface, HANDSHAKE + 950, { partial: true }).ended).to.deep.equal([]);
+    // She handshakes again: a new period counted from where the last one stopped.
+    const back = ledger.observe(withAlice(23004, 22916, HANDSHAKE + 1000), HANDSHAKE + 1001, { partial: true });
+    expect(sessionsOf(back.text).sessions[0]).to.include({ id: `3:${ALICE}`, rxBytes: 1000, txBytes: 1000 });
+    // A full dump without her is a removal: then she is forgotten.
+    expect(ledger.observe(onlyInterface, HANDSHAKE + 1002).ended.map((e) => e.reason)).to.deep.equal(['peer-gone']);
+  });
 });
