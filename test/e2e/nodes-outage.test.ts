@@ -194,9 +194,8 @@ describe('node outage and panel restart lose no session and no byte (real sshd n
     for (const c of ovClients) await c.stop().catch(() => undefined);
     await wg?.stop().catch(() => undefined);
     await oc?.stop().catch(() => undefined);
-    // stop(), not a shutdown: the detached daemons on main and the nodes end with the test.
-    for (const plugin of h?.core.plugins.available() ?? []) await plugin.instance.stop().catch(() => undefined);
-    await protocols?.stop().catch(() => undefined);
+    // Not a shutdown: the detached daemons on every host end with the test.
+    await protocols?.stop({ stopDaemons: true }).catch(() => undefined);
     await h?.close().catch(() => undefined);
     for (const s of sshd) await s.stop();
     await endNamespaceProcesses(['main', 'n1', 'n2', 'cl'].map((r) => lab.ns(r)));

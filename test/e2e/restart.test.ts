@@ -316,9 +316,8 @@ describe('polygate restart cuts no session (main server: real daemons and client
     this.timeout(60_000);
     for (const c of Object.values(live)) await c.stop().catch(() => undefined);
     await swan?.stop().catch(() => undefined);
-    // stop(), not a shutdown: the detached daemons must end with the test.
-    for (const plugin of h?.core.plugins.available() ?? []) await plugin.instance.stop().catch(() => undefined);
-    await protocols?.stop().catch(() => undefined);
+    // Not a shutdown: the detached daemons on every host end with the test.
+    await protocols?.stop({ stopDaemons: true }).catch(() => undefined);
     await h?.close().catch(() => undefined);
     await endNamespaceProcesses(['rss', 'rsov', 'rswg', 'rsoc', 'rssw'].map((r) => lab.ns(r)));
     await lab.cleanup();
