@@ -13,6 +13,7 @@ import { Firewall } from './firewall';
 import { LocalHost } from './hosts/local-host';
 import type { Logger } from './logger';
 import { clientPoolOf, startProtocols } from './protocols/start';
+import { mainStateDirOf } from './plugin/registry';
 import { protocolSpec } from './protocols/table';
 
 export interface DaemonHandle {
@@ -123,7 +124,14 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   ];
 
   // Protocol plugins on the main server, kept in line with the database by the reconciler.
-  const protocols = await startProtocols(core, { host: new LocalHost(), plugins: config.plugins, pluginConfig: config.pluginConfig });
+  const mainHost = new LocalHost();
+  const protocols = await startProtocols(core, {
+    host: mainHost,
+    plugins: config.plugins,
+    pluginConfig: config.pluginConfig,
+    // The main server keeps the digest of what each plugin took too, so a drift check covers it.
+    reconciler: { digestPlaces: { main: { host: mainHost, stateDirOf: (protocol) => mainStateDirOf(config.dataDir, protocol) } } },
+  });
   syncFirewall();
 
   // Accounting + enforcement tick loop over every registered plugin.

@@ -173,7 +173,7 @@ export class PluginRegistry {
         serverId: options.serverId,
         publicHost: options.publicHost ?? (options.serverId === MAIN_SERVER_ID ? this.ctx.config.publicHostResolved : undefined),
         clientPool: options.clientPool ?? protocolSpec(protocol).defaultClientPool,
-        stateDir: options.stateDir ?? path.join(this.ctx.config.dataDir, 'plugins', protocol),
+        stateDir: options.stateDir ?? mainStateDirOf(this.ctx.config.dataDir, protocol),
         pki: this.pki,
         authorize: (request) => this.authorize(entry, request),
         sessionEnded: (ended) => this.sessionEnded(entry, ended),
@@ -380,6 +380,11 @@ export class PluginRegistry {
       ...(raw.customerFacts && { customerFacts: (): Promise<readonly CustomerFact[]> => call('customerFacts', slow, () => raw.customerFacts!()) }),
     };
   }
+}
+
+/** Where a plugin keeps its files on the main server, unless its registration says otherwise. */
+export function mainStateDirOf(dataDir: string, protocol: ProtocolId): string {
+  return path.join(dataDir, 'plugins', protocol);
 }
 
 const INSTANCE_METHODS = ['availability', 'apply', 'stop', 'ports', 'pollSessions', 'disconnect'] as const;

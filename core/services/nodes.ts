@@ -377,7 +377,8 @@ export class NodesService {
     if (!['active', 'offline'].includes(node.status)) return `nothing to sync: the node is ${node.status}`;
     if (remote.includes('ssh') || !runtime.get(nodeId)) {
       await control.progress(30, 'Reconnecting to the node');
-      await runtime.detach(nodeId, { stopDaemons: true, closeHost: true, reason: 'reconnecting to the node' });
+      // New credentials, same node: its daemons keep serving and the new connection adopts them.
+      await runtime.detach(nodeId, { stopDaemons: false, closeHost: true, reason: 'reconnecting to the node' });
       await runtime.attach(node);
     }
     await control.progress(60, `Applying ${remote.join(', ')} on the node`);
