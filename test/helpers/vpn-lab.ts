@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import type { HostProcess } from '../../core/hosts/host';
 import { LocalHost } from '../../core/hosts/local-host';
+// netns.ts imports this module too; both only call each other at run time.
+import { endNamespaceProcesses } from './netns';
 
 /** Why a VPN end-to-end suite cannot run here, or null. */
 export function vpnLabMissing(binaries: string[][]): string | null {
@@ -97,24 +99,7 @@ export class NetLab {
    * design), by PID: SIGTERM, then SIGKILL for those still there after `graceMs`.
    */
   async endProcesses(graceMs = 3000): Promise<void> {
-    const pids: number[] = [];
-    for (const ns of this.namespaces) {
-      try {
-        pids.push(...execFileSync('ip', ['netns', 'pids', ns], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean).map(Number));
-      } catch {
-        /* namespace already gone */
-      }
-    }
-    const signal = (sig: NodeJS.Signals) =>
-      pids.forEach((pid) => {
-        try {
-          process.kill(pid, sig);
-        } catch {
-          /* gone */
-        }
-      });
-    signal('SIGTERM');
-    await until(() => pids.every((pid) => !existsSync(`/proc/${pid}`)), 'namespace processes to exit', graceMs).catch(() => signal('SIGKILL'));
+    await endNamespaceProcesses([...this.namespaces], graceMs);
   }
 
   route(role: string, destination: string, via: string): void {
