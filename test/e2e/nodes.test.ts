@@ -481,7 +481,7 @@ describe('nodes end to end (REST API → real sshd nodes → real OpenVPN on a n
     expect(h.core.plugins.get('openvpn', `node_${nodeIds[0]}`)).to.equal(undefined);
   });
 
-  it('DELETE of the node with the changed host key fails (never trusted), and the next DELETE removes it in force mode', async () => {
+  it('DELETE of the node with the changed host key fails (never trusted), and the next DELETE removes it in force mode', async function () {
     this.timeout(200_000);
     let res = await api().delete(`/nodes/${nodeIds[1]}`);
     expect(res.status).to.equal(202);
