@@ -215,7 +215,11 @@ forEachDatabase((kind) => {
       describe(`${routeKey(route)} (${String(access)})`, () => {
         let w: World;
         before(async function () {
-          if (!access || !KNOWN_ACCESS.includes(access) || !REQUESTS[routeKey(route)]) this.skip(); // reported by the coverage test above
+          if (!access || !KNOWN_ACCESS.includes(access) || !REQUESTS[routeKey(route)]) {
+            // The coverage test above fails for such a route, so a passing run never gets here.
+            console.log(`      skipped: ${routeKey(route)} has no known access or no request in REQUESTS (the coverage test fails for it)`);
+            this.skip();
+          }
           w = await buildWorld(kind);
           tally.routes++;
           tally.byAccess[access] = (tally.byAccess[access] ?? 0) + 1;
